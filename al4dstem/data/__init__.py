@@ -1,0 +1,6 @@
+"""Data layer: the lazy Dataset, readers for every supported format, preprocessing."""
+
+from al4dstem.data.dataset import Batch, Dataset
+from al4dstem.data.preprocess import Preprocessing, finite_mask
+
+__all__ = ["Batch", "Dataset", "Preprocessing", "finite_mask"]
