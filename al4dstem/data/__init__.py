@@ -2,5 +2,6 @@
 
 from al4dstem.data.dataset import Batch, Dataset
 from al4dstem.data.preprocess import Preprocessing, finite_mask
+from al4dstem.data.readers import open_dataset
 
-__all__ = ["Batch", "Dataset", "Preprocessing", "finite_mask"]
+__all__ = ["Batch", "Dataset", "Preprocessing", "finite_mask", "open_dataset"]
