@@ -65,11 +65,24 @@ class Sampler(ABC):
 class Oracle(ABC):
     """Answers which class a pattern belongs to."""
 
+    #: what the label store's ``source`` column records for this oracle's answers
+    source: str = "oracle"
+    #: set by ``label`` when some answers need another tag (e.g. "truth-nearest"), one per answer
+    last_sources: list[str] | None = None
+
+    def observe(self, context: QueryContext) -> None:  # noqa: B027 (an optional hook)
+        """Told what the loop knows before each ``label`` call (labels so far, budget, model).
+
+        Optional: an oracle that shows a person the context uses it, others ignore it.
+        """
+
     @abstractmethod
     def label(self, positions: np.ndarray, dataset) -> list:
-        """One answer per position, in order: a class index, ``SKIP``, or (terminal) ``UNDO``.
+        """Answers in order, one per position: a class index, ``SKIP``, or (terminal) ``UNDO``.
 
-        To stop the session it raises ``QuitLabelling(answers_so_far)``.
+        A shorter list leaves the remaining positions unanswered (they stay candidates).
+        ``UNDO`` takes back the last answer recorded and ends the list. To stop the session
+        it raises ``QuitLabelling(answers_so_far)``.
         """
 
 

@@ -91,8 +91,8 @@ def read_labels(path: str | os.PathLike, scan_shape: Sequence[int] | None = None
     return validate_labels(rows, path, scan_shape)
 
 
-def _read_csv(path: Path) -> list[Label]:
-    text = path.read_text()
+def _read_csv(path: Path, text: str | None = None) -> list[Label]:
+    text = path.read_text() if text is None else text
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     if not {"x", "y", "label"} <= set(header):
@@ -213,6 +213,8 @@ class LabelStore:
 
     A crash or Ctrl-C loses nothing that was confirmed; opening the same file again resumes.
     A final line cut short by a crash (no newline) was never confirmed and is dropped.
+    Opening validates before writing anything, and a new file is only created by the first
+    ``append``: a command that fails on bad input leaves the label file as it was.
     """
 
     def __init__(self, path: str | os.PathLike, scan_shape: Sequence[int] | None = None):
@@ -220,27 +222,21 @@ class LabelStore:
         self.scan_shape = scan_shape
         self.rows: list[Label] = []
         self.repaired = False
-        if self.path.exists() and self.path.stat().st_size > 0:
-            self._repair_torn_tail()
-            self.rows = _read_csv(self.path)
+        self.columns = list(STORE_COLUMNS)
+        data = self.path.read_bytes() if self.path.exists() else b""
+        cut = data.rfind(b"\n") + 1  # everything after the last newline is a torn write
+        if cut:
+            text = data[:cut].decode()
+            self.rows = _read_csv(self.path, text)
             validate_labels(self.rows, self.path, scan_shape)
-            with open(self.path, newline="") as f:
-                self.columns = [c.strip() for c in next(csv.reader(f))]
-        else:
-            self.columns = list(STORE_COLUMNS)
-            _atomic_write(self.path, _csv_text(self.columns, []))
+            self.columns = [c.strip() for c in next(csv.reader(io.StringIO(text)))]
+        if cut < len(data):
+            self._truncate(cut)
 
-    def _repair_torn_tail(self) -> None:
-        data = self.path.read_bytes()
-        if data.endswith(b"\n"):
-            return
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:  # only a partial header: start again
-            _atomic_write(self.path, _csv_text(STORE_COLUMNS, []))
-        else:
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-                os.fsync(f.fileno())
+    def _truncate(self, cut: int) -> None:
+        with open(self.path, "r+b") as f:
+            f.truncate(cut)
+            os.fsync(f.fileno())
         self.repaired = True
 
     @property
@@ -259,6 +255,8 @@ class LabelStore:
         validate_labels([*self.rows, row], self.path, self.scan_shape)
         line = io.StringIO()
         csv.writer(line, lineterminator="\n").writerow(_row_values(self.columns, row))
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            _atomic_write(self.path, _csv_text(self.columns, []))
         with open(self.path, "a", newline="") as f:
             f.write(line.getvalue())
             f.flush()

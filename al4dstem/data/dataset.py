@@ -8,12 +8,14 @@ loaded by ``load()``. Positions are ``(x, y)`` = (scan column, scan row).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from al4dstem.errors import Al4dstemError
+
+Progress = Callable[[int, int], None]  # (patterns done, patterns in total)
 
 
 @dataclass
@@ -24,6 +26,14 @@ class Batch:
     row_stop: int
     positions: np.ndarray  # (n, 2) int64, (x, y)
     patterns: np.ndarray  # (n, det_rows, det_cols), the file's dtype
+
+
+@dataclass
+class Survey:
+    """What one streaming pass over a scan tells: a virtual image and the broken patterns."""
+
+    virtual_image: np.ndarray  # (rows, cols) float64; NaN where the detector region was not finite
+    nonfinite: np.ndarray  # (k, 2) int64 (x, y) of patterns holding NaN or inf
 
 
 class Dataset:
@@ -45,6 +55,8 @@ class Dataset:
             )
         if min(shape) < 1:
             raise Al4dstemError(f"{source}: empty dataset, shape {shape}")
+        if np.dtype(array.dtype).kind not in "uif":
+            raise Al4dstemError(f"{source}: holds {array.dtype} values, not numbers")
         self.array = array
         self.source = source
         self.format = format
@@ -100,14 +112,16 @@ class Dataset:
     def pattern(self, x: int, y: int) -> np.ndarray:
         """The diffraction pattern at scan column ``x``, row ``y``."""
         self.check_positions([(x, y)])
-        return np.asarray(self.array[int(y), int(x)])
+        return np.asarray(self._read((int(y), int(x)), f"position x={x}, y={y}"))
 
     def get(self, positions) -> np.ndarray:
         """Patterns at ``positions`` ((n, 2) as (x, y)), shape ``(n, det_rows, det_cols)``."""
         pos = self.check_positions(positions)
+        if isinstance(self.array, np.ndarray):  # memmaps and arrays: one fancy-indexed read
+            return np.asarray(self._read((pos[:, 1], pos[:, 0]), f"{len(pos)} positions"))
         out = np.empty((len(pos), *self.detector_shape), dtype=self.dtype)
         for i, (x, y) in enumerate(pos):
-            out[i] = self.array[int(y), int(x)]
+            out[i] = self._read((int(y), int(x)), f"position x={x}, y={y}")
         return out
 
     def iter_batches(self, batch_size: int = 256) -> Iterator[Batch]:
@@ -116,41 +130,100 @@ class Dataset:
         step = max(1, int(batch_size) // cols)
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
-            block = np.asarray(self.array[r0:r1])
+            block = np.asarray(self._read(slice(r0, r1), f"scan rows {r0}..{r1 - 1}"))
             yy, xx = np.mgrid[r0:r1, 0:cols]
             pos = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.int64)
             yield Batch(r0, r1, pos, block.reshape(-1, *self.detector_shape))
 
     def load(self) -> np.ndarray:
         """The whole scan in memory (only when asked)."""
-        return np.asarray(self.array[:])
+        return np.asarray(self._read(slice(None), "the whole scan"))
+
+    def _read(self, key, what: str):
+        """``array[key]``, with I/O failures (a file cut short, a disk error) as one-line errors."""
+        try:
+            return self.array[key]
+        except (OSError, EOFError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise Al4dstemError(f"{self.source}: cannot read {what} ({first})") from None
+
+    # ------------------------------------------------------------------ scan-wide views
+    def nonfinite_positions(self, batch_size: int = 256, progress: Progress | None = None) -> np.ndarray:
+        """``(k, 2)`` positions ``(x, y)`` of the patterns holding NaN or inf, by streaming.
+
+        Integer data cannot hold them: the answer is immediate and empty.
+        """
+        if self.dtype.kind in "uib":
+            return np.zeros((0, 2), dtype=np.int64)
+        found = [b.positions[_nonfinite_rows(b.patterns)] for b in self._stream(batch_size, progress)]
+        return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
 
     def virtual_image(self, kind: str = "bright-field", radius: float | None = None,
                       batch_size: int = 512) -> np.ndarray:
         """A virtual detector image of the scan, ``(rows, cols)`` float64, computed by streaming.
 
-        ``bright-field`` sums a disk around the brightest pixel of the mean pattern's centre
-        region (radius defaults to 1/8 of the detector); ``annular`` sums outside it.
+        ``bright-field`` sums a disk around the brightest spot of a few patterns' mean (radius
+        defaults to 1/8 of the detector); ``annular`` sums outside it.
         """
-        kr, kc = self.detector_shape
-        first = np.asarray(self.array[0, 0], dtype=np.float64)
-        cy, cx = np.unravel_index(np.argmax(_smooth(first)), first.shape)
-        r = radius if radius is not None else max(kr, kc) / 8
-        qy, qx = np.mgrid[0:kr, 0:kc]
-        mask = (qy - cy) ** 2 + (qx - cx) ** 2 <= r * r
-        if kind == "annular":
-            mask = ~mask
-        elif kind != "bright-field":
+        return self.survey(kind, radius, batch_size).virtual_image
+
+    def survey(self, kind: str = "bright-field", radius: float | None = None, batch_size: int = 512,
+               progress: Progress | None = None) -> Survey:
+        """One streaming pass: the virtual image and the non-finite patterns together."""
+        mask = self.detector_mask(kind, radius)
+        image = np.zeros(self.scan_shape, dtype=np.float64)
+        bad = []
+        check = self.dtype.kind == "f"
+        for b in self._stream(batch_size, progress):
+            vals = b.patterns[:, mask].sum(axis=1, dtype=np.float64)
+            image[b.row_start:b.row_stop] = vals.reshape(b.row_stop - b.row_start, -1)
+            if check:
+                bad.append(b.positions[_nonfinite_rows(b.patterns)])
+        nonfinite = np.concatenate(bad) if bad else np.zeros((0, 2), dtype=np.int64)
+        return Survey(image, nonfinite)
+
+    def detector_mask(self, kind: str = "bright-field", radius: float | None = None) -> np.ndarray:
+        """Boolean ``(det_rows, det_cols)`` virtual detector centred on the direct beam."""
+        if kind not in ("bright-field", "annular"):
             raise Al4dstemError(f"unknown virtual detector {kind!r} (bright-field or annular)")
-        out = np.zeros(self.scan_shape, dtype=np.float64)
+        kr, kc = self.detector_shape
+        cy, cx = self._beam_centre()
+        r = radius if radius is not None else max(kr, kc) / 8
+        qy, qx = np.ogrid[0:kr, 0:kc]
+        mask = (qy - cy) ** 2 + (qx - cx) ** 2 <= r * r
+        return ~mask if kind == "annular" else mask
+
+    def _beam_centre(self, n_samples: int = 9) -> tuple[int, int]:
+        """The brightest spot of the mean of a few patterns spread over the scan (smoothed so a
+        hot pixel is not mistaken for the central beam; non-finite pixels count as 0)."""
+        rows, cols = self.scan_shape
+        ys = np.unique(np.linspace(0, rows - 1, 3).round().astype(int))
+        xs = np.unique(np.linspace(0, cols - 1, 3).round().astype(int))
+        picks = [(x, y) for y in ys for x in xs][:n_samples]
+        mean = np.zeros(self.detector_shape, dtype=np.float64)
+        for x, y in picks:
+            mean += np.nan_to_num(self.pattern(x, y).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        cy, cx = np.unravel_index(np.argmax(_smooth(mean)), mean.shape)
+        return int(cy), int(cx)
+
+    def _stream(self, batch_size: int, progress: Progress | None) -> Iterator[Batch]:
+        done = 0
         for b in self.iter_batches(batch_size):
-            vals = b.patterns[:, mask].astype(np.float64).sum(axis=1)
-            out[b.row_start:b.row_stop] = vals.reshape(b.row_stop - b.row_start, -1)
-        return out
+            yield b
+            done += len(b.positions)
+            if progress is not None:
+                progress(done, self.n_positions)
+
+
+def _nonfinite_rows(patterns: np.ndarray) -> np.ndarray:
+    """``(n,)`` True where a pattern holds NaN or inf."""
+    if patterns.dtype.kind != "f":
+        return np.zeros(len(patterns), dtype=bool)
+    return ~np.isfinite(patterns.reshape(len(patterns), -1)).all(axis=1)
 
 
 def _smooth(img: np.ndarray) -> np.ndarray:
-    """A cheap 5x5 box blur so a hot pixel is not mistaken for the central beam."""
-    from scipy.ndimage import uniform_filter
+    """3x3 median (removes isolated hot pixels) then a 5x5 box blur (favours the broad disk)."""
+    from scipy.ndimage import median_filter, uniform_filter
 
-    return uniform_filter(img, size=5)
+    return uniform_filter(median_filter(img, size=3), size=5)

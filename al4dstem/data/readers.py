@@ -1,18 +1,37 @@
 """Open any supported 4D-STEM source as a lazy ``Dataset``.
 
-Dispatch on what is given: a ``Dataset`` (returned as is), a numpy array, a py4DSTEM
-``DataCube``, or a path (``.npy`` memory-mapped; more formats are added here).
+Dispatch on what is given:
+
+- a ``Dataset`` (returned as is), a numpy array, or a py4DSTEM ``DataCube`` (axes
+  ``(Rx, Ry, Qx, Qy)`` are ``(scan_rows, scan_cols, det_rows, det_cols)``);
+- ``.npy``: memory-mapped;
+- ``.h5 / .hdf5 / .emd / .py4dstem``: the 4-D dataset inside, read lazily with h5py (this
+  covers py4DSTEM-native files, whose DataCube data is such a dataset); ``dataset=`` names
+  it when there are several; py4DSTEM-native files without one fall back to ``py4DSTEM.read``;
+- ``.dm3 / .dm4 / .mib / .raw``: ``py4DSTEM.import_file`` with a memory map;
+- a folder of ``X_Y*.png`` images (see ``png_folder``).
+
+Every problem with the input surfaces as one ``Al4dstemError`` line naming the file.
+py4DSTEM takes seconds to import, so it is only imported for the formats that need it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from al4dstem.data.dataset import Dataset
 from al4dstem.errors import Al4dstemError
+
+HDF5_EXTENSIONS = (".h5", ".hdf5", ".emd", ".py4dstem")
+IMPORT_EXTENSIONS = (".dm3", ".dm4", ".mib", ".raw")
+EXTENSIONS = (".npy", *HDF5_EXTENSIONS, *IMPORT_EXTENSIONS)
+EMPAD_FRAME_BYTES = 130 * 128 * 4  # 128 x 128 float32 pixels plus two rows of metadata
 
 
 def open_dataset(source, dataset: str | None = None) -> Dataset:
@@ -24,17 +43,48 @@ def open_dataset(source, dataset: str | None = None) -> Dataset:
         return source
     if isinstance(source, np.ndarray):
         return Dataset(source, "<array>", "array")
-    if type(source).__name__ == "DataCube" and hasattr(source, "data"):
-        return Dataset(source.data, f"<DataCube {getattr(source, 'name', '')}>".replace(" >", ">"), "py4DSTEM")
+    if _is_datacube(source):
+        return _from_datacube(source, f"<DataCube {getattr(source, 'name', '') or ''}>".replace(" >", ">"))
     if not isinstance(source, (str, os.PathLike)):
         raise Al4dstemError(f"cannot read 4D-STEM data from a {type(source).__name__}")
     path = Path(source)
     if not path.exists():
         raise Al4dstemError(f"{path}: no such file or folder")
     ext = path.suffix.lower()
+    if dataset is not None and (path.is_dir() or ext not in HDF5_EXTENSIONS):
+        raise Al4dstemError(f"{path}: --dataset only applies to HDF5 files ({', '.join(HDF5_EXTENSIONS)})")
+    if path.is_dir():
+        return _open_png_folder(path)
+    if path.stat().st_size == 0:
+        raise Al4dstemError(f"{path}: empty file")
     if ext == ".npy":
         return _open_npy(path)
-    raise Al4dstemError(f"{path}: unknown data format {ext or '(no extension)'!r}")
+    if ext in HDF5_EXTENSIONS:
+        return _open_hdf5(path, dataset)
+    if ext in IMPORT_EXTENSIONS:
+        return _open_imported(path)
+    raise Al4dstemError(
+        f"{path}: unknown data format {ext or '(no extension)'!r} "
+        f"(expected {', '.join(EXTENSIONS)} or a folder of X_Y*.png)"
+    )
+
+
+# ---------------------------------------------------------------- in-memory sources
+
+
+def _is_datacube(obj) -> bool:
+    return type(obj).__name__ == "DataCube" and hasattr(obj, "data")
+
+
+def _from_datacube(cube, source: str, size_on_disk: int | None = None, fmt: str = "py4DSTEM") -> Dataset:
+    data = getattr(cube, "data", None)
+    if data is None or getattr(data, "ndim", 0) != 4:
+        shape = getattr(data, "shape", None)
+        raise Al4dstemError(f"{source}: expected a 4-D DataCube, got data of shape {shape}")
+    return Dataset(data, source, fmt, size_on_disk)
+
+
+# ---------------------------------------------------------------- .npy
 
 
 def _open_npy(path: Path) -> Dataset:
@@ -42,7 +92,157 @@ def _open_npy(path: Path) -> Dataset:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt ({_first_line(e)})") from None
+    if arr.dtype.kind not in "uif":
+        raise Al4dstemError(f"{path}: holds {arr.dtype} values, not numbers")
     return Dataset(arr, str(path), "npy", path.stat().st_size)
+
+
+# ---------------------------------------------------------------- HDF5 and py4DSTEM native
+
+
+def _open_hdf5(path: Path, dataset: str | None) -> Dataset:
+    import h5py
+
+    with contextlib.suppress(ImportError):
+        import hdf5plugin  # noqa: F401  (registers compression filters, if installed)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise Al4dstemError(f"{path}: not a readable HDF5 file, truncated or corrupt ({_first_line(e)})") from None
+    native = _is_py4dstem_native(f)
+    fmt = "py4DSTEM" if native else "HDF5"
+    size = path.stat().st_size
+    found = _datasets_4d(f, h5py)
+    if dataset is not None:
+        return _named_hdf5_dataset(f, path, dataset, found, fmt, size, h5py)
+    if len(found) == 1:
+        return Dataset(f[found[0]], f"{path}:{found[0]}", fmt, size)
+    if len(found) > 1:
+        raise Al4dstemError(
+            f"{path}: {len(found)} 4-D datasets ({', '.join(found)}); pick one with --dataset"
+        )
+    if native:
+        f.close()
+        return _open_py4dstem_read(path, size)
+    raise Al4dstemError(f"{path}: no 4-D dataset in this HDF5 file{_describe_others(f, h5py)}")
+
+
+def _named_hdf5_dataset(f, path: Path, name: str, found: list[str], fmt: str, size: int, h5py) -> Dataset:
+    obj = f.get(name)
+    choices = f" (4-D datasets here: {', '.join(found)})" if found else " (the file has no 4-D dataset)"
+    if not isinstance(obj, h5py.Dataset):
+        what = "a group" if isinstance(obj, h5py.Group) else "no such dataset"
+        raise Al4dstemError(f"{path}: --dataset {name!r}: {what}{choices}")
+    if obj.ndim != 4:
+        raise Al4dstemError(f"{path}: --dataset {name!r} has shape {obj.shape}, not 4-D{choices}")
+    return Dataset(obj, f"{path}:{obj.name.lstrip('/')}", fmt, size)
+
+
+def _datasets_4d(f, h5py) -> list[str]:
+    found = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.ndim == 4 and obj.dtype.kind in "uif":
+            found.append(name)
+
+    f.visititems(visit)
+    return sorted(found)
+
+
+def _describe_others(f, h5py) -> str:
+    shapes = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 and len(shapes) < 3:
+            shapes.append(f"{name} {obj.shape}")
+
+    f.visititems(visit)
+    return f" (found {', '.join(shapes)})" if shapes else ""
+
+
+def _is_py4dstem_native(f) -> bool:
+    """EMD 1.0 / py4DSTEM files mark their top-level groups with ``emd_group_type``."""
+    if "emd_group_type" in f.attrs or "version_major" in f.attrs:
+        return True
+    return any("emd_group_type" in f[k].attrs for k in f.keys() if hasattr(f[k], "attrs"))
+
+
+def _open_py4dstem_read(path: Path, size: int) -> Dataset:
+    py4dstem = _import_py4dstem(path)
+    try:
+        with _quiet():
+            obj = py4dstem.read(str(path))
+    except Exception as e:
+        raise Al4dstemError(f"{path}: py4DSTEM could not read it ({_first_line(e)})") from None
+    if not _is_datacube(obj) or getattr(obj.data, "ndim", 0) != 4:
+        raise Al4dstemError(
+            f"{path}: no 4-D dataset (py4DSTEM file holding a {type(obj).__name__}, not a DataCube)"
+        )
+    return _from_datacube(obj, str(path), size)
+
+
+# ---------------------------------------------------------------- .dm3 / .dm4 / .mib / .raw
+
+
+def _open_imported(path: Path) -> Dataset:
+    ext = path.suffix.lower()
+    hint = ""
+    if ext == ".raw":
+        _check_empad_size(path)
+    if ext == ".mib" and not path.with_suffix(".hdr").exists():
+        hint = f"; no {path.with_suffix('.hdr').name} beside it to give the scan size"
+    py4dstem = _import_py4dstem(path)
+    try:
+        with _quiet():
+            cube = py4dstem.import_file(str(path), mem="MEMMAP")
+    except Exception as e:  # readers raise anything, AssertionError included
+        raise Al4dstemError(
+            f"{path}: py4DSTEM could not import this {ext} file ({_first_line(e)}{hint})"
+        ) from None
+    if not _is_datacube(cube):
+        shape = getattr(getattr(cube, "data", None), "shape", None)
+        raise Al4dstemError(f"{path}: py4DSTEM found no 4-D data in it (got shape {shape})")
+    return _from_datacube(cube, str(path), path.stat().st_size, path.suffix.lower().lstrip("."))
+
+
+def _check_empad_size(path: Path) -> None:
+    """py4DSTEM reads an EMPAD .raw as a square scan of 130 x 128 float32 frames; say so plainly."""
+    size = path.stat().st_size
+    frames = size // EMPAD_FRAME_BYTES
+    side = int(round(frames ** 0.5))
+    if size % EMPAD_FRAME_BYTES or side * side != frames:
+        raise Al4dstemError(
+            f"{path}: {size:,} bytes is not a square scan of EMPAD frames (130 x 128 float32 each), "
+            f"truncated or not an EMPAD file"
+        )
+
+
+@contextlib.contextmanager
+def _quiet():
+    """py4DSTEM prints and warns as it reads; stdout is for results and stderr for one-line errors."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _import_py4dstem(path: Path):
+    try:
+        with _quiet():
+            import py4DSTEM
+    except Exception as e:  # pragma: no cover - a broken installation
+        raise Al4dstemError(f"{path}: reading this format needs py4DSTEM, which failed to import "
+                            f"({_first_line(e)})") from None
+    return py4DSTEM
+
+
+# ---------------------------------------------------------------- PNG folders
+
+
+def _open_png_folder(path: Path) -> Dataset:
+    from al4dstem.data.png_folder import PngFolder
+
+    stack = PngFolder(path)
+    return Dataset(stack, str(path), "png-folder", stack.nbytes_on_disk)
 
 
 def _first_line(e: Exception) -> str:

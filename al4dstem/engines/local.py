@@ -1,0 +1,205 @@
+"""Local streaming inference: read -> preprocess -> network in one pass over the scan.
+
+A background thread reads and preprocesses batch k+1 while the network runs on batch k; a
+queue of at most ``PREFETCH`` batches between them bounds memory, so only the output array
+grows with the scan. Pages of a memory-mapped file are unmapped once their batch is
+preprocessed: the file stays in the page cache, but not in this process's resident memory.
+
+Patterns holding NaN or inf are not classifiable: their ``valid`` flag is False and their
+probabilities are the uniform ``1/3`` row (finite, summing to 1, maximal entropy), so that
+probability files stay valid while the mask tells which positions were not classified.
+
+An engine is one function, ``predict_dataset(model, dataset, ...) -> (probs, valid)``; other
+engines (a LiberTEM UDF for clusters) live beside this one with the same signature.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import mmap
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from al4dstem.data import Dataset, finite_mask, open_dataset
+from al4dstem.errors import Al4dstemError
+
+N_CLASSES = 3
+DEFAULT_BATCH_SIZE = 256
+PREFETCH = 2  # preprocessed batches waiting for the network, at most
+Progress = Callable[[int, int], None]  # (positions done, positions in all)
+
+
+def default_threads() -> tuple[int, int]:
+    """``(torch intra-op threads, preprocessing threads)`` for this machine.
+
+    The network and the preprocessing run at the same time on different threads, so each
+    gets part of the cores: measured on 2 cores, one each beats two each (they only compete).
+    """
+    cores = os.cpu_count() or 1
+    if cores <= 2:
+        return 1, 1
+    pre = max(1, cores // 4)
+    return cores - pre, pre
+
+
+def predict_dataset(model, dataset, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None,
+                    n_threads: int | None = None, timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities for every scan position, streamed.
+
+    Parameters
+    ----------
+    model : a fitted (or initialised) ``CNNClassifier``: ``check_compatible``, ``preprocessing_``,
+        ``forward_preprocessed``.
+    dataset : a ``Dataset`` or anything ``open_dataset`` takes.
+    batch_size : patterns per batch (rounded to whole scan rows, at least one row).
+    progress : called as ``progress(done, total)`` after each batch.
+    n_threads : torch intra-op threads (None: ``default_threads()``); preprocessing keeps its own.
+    timings : if a dict is given, filled with seconds spent reading + preprocessing
+        (``read_preprocess``), in the network (``network``), waiting for input (``wait``), ``total``.
+
+    Returns
+    -------
+    probs : float32 ``(rows, cols, 3)``, order none, vertical, horizontal; uniform 1/3 where invalid.
+    valid : bool ``(rows, cols)``, False where a pattern held NaN/inf (or the network gave non-finite output).
+    """
+    import torch
+
+    dataset = open_dataset(dataset)
+    model.check_compatible(dataset)  # before any work
+    if int(batch_size) < 1:
+        raise Al4dstemError(f"batch size must be at least 1, got {batch_size}")
+    torch_threads, pre_threads = default_threads()
+    if n_threads is not None:
+        torch_threads = max(1, int(n_threads))
+    preprocessing = dataclasses.replace(model.preprocessing_, n_threads=pre_threads)
+
+    rows, cols = dataset.scan_shape
+    probs = np.empty((rows, cols, N_CLASSES), dtype=np.float32)
+    valid = np.empty((rows, cols), dtype=bool)
+    spent = {"read_preprocess": 0.0, "network": 0.0, "wait": 0.0}
+    start = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    try:
+        with torch.inference_mode():
+            for r0, r1, x, ok in _prefetch(_preprocessed(dataset, preprocessing, batch_size, spent), spent):
+                t = time.perf_counter()
+                p = _forward(model, x)
+                spent["network"] += time.perf_counter() - t
+                ok &= np.isfinite(p).all(axis=1)
+                p[~ok] = 1.0 / N_CLASSES
+                probs[r0:r1] = p.reshape(r1 - r0, cols, N_CLASSES)
+                valid[r0:r1] = ok.reshape(r1 - r0, cols)
+                if progress:
+                    progress(r1 * cols, rows * cols)
+    finally:
+        torch.set_num_threads(old_threads)
+    if timings is not None:
+        timings.update(spent, total=time.perf_counter() - start)
+    return probs, valid
+
+
+def _forward(model, x: np.ndarray) -> np.ndarray:
+    p = np.asarray(model.forward_preprocessed(x), dtype=np.float32)
+    if p.shape != (len(x), N_CLASSES):
+        raise Al4dstemError(f"the model gives outputs of shape {p.shape}, expected ({len(x)}, {N_CLASSES})")
+    return p
+
+
+def _preprocessed(dataset: Dataset, preprocessing, batch_size: int, spent: dict) -> Iterator:
+    """``(row_start, row_stop, model input, finite mask)`` per batch, in scan order."""
+    release = _page_releaser(dataset.array)
+    t = time.perf_counter()
+    for batch in dataset.iter_batches(batch_size):
+        ok = finite_mask(batch.patterns)
+        x = preprocessing(batch.patterns)
+        release(batch.patterns)
+        spent["read_preprocess"] += time.perf_counter() - t
+        yield batch.row_start, batch.row_stop, x, ok
+        t = time.perf_counter()
+
+
+def _prefetch(items: Iterator, spent: dict, depth: int = PREFETCH) -> Iterator:
+    """Run ``items`` on a background thread, at most ``depth`` results ahead of the consumer.
+
+    An exception in the producer is raised in the consumer; a consumer that stops early
+    (error, Ctrl-C) stops the producer.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("end", done))
+        except BaseException as e:  # handed to the consumer, re-raised there
+            put(("error", e))
+
+    worker = threading.Thread(target=produce, name="al4dstem-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            t = time.perf_counter()
+            kind, item = q.get()
+            spent["wait"] += time.perf_counter() - t
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+# ---------------------------------------------------------------- page release
+
+_PAGE = mmap.PAGESIZE
+
+
+def _page_releaser(array) -> Callable[[np.ndarray], None]:
+    """A function that unmaps the pages behind a batch read from a read-only memory map.
+
+    ``MADV_DONTNEED`` on a shared read-only file mapping only drops this process's page-table
+    entries (the data stay in the page cache and are faulted back in if read again), so the
+    resident size does not grow with the scan. A no-op for anything else.
+    """
+    dontneed = getattr(mmap, "MADV_DONTNEED", None)
+    if not (isinstance(array, np.memmap) and array.mode == "r" and sys.platform.startswith("linux") and dontneed):
+        return lambda patterns: None
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return lambda patterns: None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    lo = array.__array_interface__["data"][0]
+    hi = lo + array.nbytes
+
+    def release(patterns: np.ndarray) -> None:
+        start = patterns.__array_interface__["data"][0]
+        if not (lo <= start and start + patterns.nbytes <= hi and patterns.flags.c_contiguous):
+            return  # a copy, not the map itself
+        first = start - start % _PAGE
+        last = -(-(start + patterns.nbytes) // _PAGE) * _PAGE
+        madvise(first, last - first, dontneed)
+
+    return release

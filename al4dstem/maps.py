@@ -1,0 +1,288 @@
+"""Probability maps -> RGB domain maps, confidence maps, figures, and accuracy against a truth.
+
+Conventions (DESIGN.md §1): probability maps are float32 ``(rows, cols, 3)`` in class order
+none, vertical, horizontal, painted R = none, G = vertical, B = horizontal (paper Fig. 5:
+``[0, 255, 0]`` is pure vertical). Positions that could not be classified (``valid`` False,
+or a non-finite probability row) are painted black: a probability row sums to 1, so at least
+one channel of a classified position is >= 85 and black cannot be mistaken for a class.
+
+A prediction ``PREFIX`` is written as ``PREFIX.npy`` (probabilities; uniform 1/3 where not
+classifiable), ``PREFIX_valid.npy`` (bool ``(rows, cols)``), ``PREFIX.png`` (the RGB map, scaled
+up) and ``PREFIX_figure.png`` (map, confidence, labelled positions).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from al4dstem.errors import Al4dstemError
+from al4dstem.labels import CLASSES, as_arrays, read_labels
+
+INVALID_RGB = (0, 0, 0)
+MIN_LONG_SIDE = 800  # PNG maps are scaled up (nearest neighbour) until the long side reaches this
+MAX_SCALE = 32
+
+
+# ---------------------------------------------------------------- maps
+
+
+def _check_probs(probs) -> np.ndarray:
+    probs = np.asarray(probs)
+    if probs.ndim != 3 or probs.shape[2] != len(CLASSES):
+        raise Al4dstemError(f"expected probabilities of shape (rows, cols, {len(CLASSES)}), got {probs.shape}")
+    return probs
+
+
+def valid_mask(probs, valid=None) -> np.ndarray:
+    """``(rows, cols)`` True where a position was classified: ``valid`` and a finite row."""
+    probs = _check_probs(probs)
+    ok = np.isfinite(probs).all(axis=2)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != ok.shape:
+            raise Al4dstemError(f"validity mask of shape {valid.shape} does not match the map {ok.shape}")
+        ok &= valid
+    return ok
+
+
+def rgb_map(probs, valid=None) -> np.ndarray:
+    """uint8 ``(rows, cols, 3)``: R = none, G = vertical, B = horizontal; unclassified black."""
+    probs = _check_probs(probs)
+    ok = valid_mask(probs, valid)
+    rgb = np.zeros(probs.shape, dtype=np.uint8)
+    rgb[ok] = np.rint(np.clip(probs[ok], 0.0, 1.0) * 255).astype(np.uint8)
+    rgb[~ok] = INVALID_RGB
+    return rgb
+
+
+def entropy_map(probs, valid=None) -> np.ndarray:
+    """Normalised Shannon entropy, float32 ``(rows, cols)`` in [0, 1] (1 = uniform); NaN where unclassified."""
+    probs = _check_probs(probs)
+    ok = valid_mask(probs, valid)
+    p = np.clip(np.where(ok[..., None], probs, 1.0), 0.0, 1.0).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=2) / math.log(len(CLASSES))
+    return np.where(ok, np.clip(h, 0.0, 1.0), np.nan).astype(np.float32)
+
+
+def confidence_map(probs, valid=None) -> np.ndarray:
+    """``1 - entropy_map``: 1 for a certain prediction, 0 for a uniform one; NaN where unclassified."""
+    return 1.0 - entropy_map(probs, valid)
+
+
+def auto_scale(scan_shape) -> int:
+    """Whole-number zoom so the long side reaches ``MIN_LONG_SIDE`` px (206 x 34 -> 4), at most ``MAX_SCALE``."""
+    return int(min(MAX_SCALE, max(1, math.ceil(MIN_LONG_SIDE / max(scan_shape)))))
+
+
+def save_map_png(probs, path, valid=None, scale: int | None = None) -> Path:
+    """Write the RGB map as an RGB PNG, each position a ``scale x scale`` block (nearest neighbour)."""
+    from PIL import Image
+
+    rgb = rgb_map(probs, valid)
+    scale = auto_scale(rgb.shape[:2]) if scale is None else int(scale)
+    if scale < 1:
+        raise Al4dstemError(f"map scale must be at least 1, got {scale}")
+    big = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    path = Path(path)
+    try:
+        Image.fromarray(big, mode="RGB").save(path, format="PNG")
+    except OSError as e:
+        raise Al4dstemError(f"{path}: cannot write ({e.strerror or e})") from None
+    return path
+
+
+def save_figure(probs, path, valid=None, labels=None, title: str | None = None) -> Path:
+    """A PNG figure: the RGB domain map over the confidence map, labelled positions marked.
+
+    ``labels`` are ``(positions (n, 2) as (x, y), classes (n,))``; each labelled position is a
+    dot in its class colour (R none, G vertical, B horizontal) with a white rim.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    probs = _check_probs(probs)
+    rows, cols = probs.shape[:2]
+    colours = np.eye(3)
+    width = 10.0
+    panel_h = max(1.2, width * 0.85 * rows / cols)
+    fig = Figure(figsize=(width, 2 * panel_h + 1.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_map, ax_conf = fig.subplots(2, 1, sharex=True, sharey=True)
+    ax_map.imshow(rgb_map(probs, valid), interpolation="nearest", aspect="equal")
+    ax_map.set_title("domain map (R none, G vertical, B horizontal; black: not classifiable)", fontsize=9)
+    conf = ax_conf.imshow(confidence_map(probs, valid), cmap="viridis", vmin=0, vmax=1,
+                          interpolation="nearest", aspect="equal")
+    ax_conf.set_title("confidence (1 - normalised entropy)", fontsize=9)
+    fig.colorbar(conf, ax=ax_conf, shrink=0.9, pad=0.01)
+    if labels is not None:
+        pos, cls = (np.asarray(a) for a in labels)
+        if len(pos):
+            for ax in (ax_map, ax_conf):
+                ax.scatter(pos[:, 0], pos[:, 1], c=colours[cls], s=14, edgecolors="white", linewidths=0.7)
+            handles = [Line2D([], [], marker="o", ls="", color=colours[i], markeredgecolor="white", label=name)
+                       for i, name in enumerate(CLASSES)]
+            ax_map.legend(handles=handles, title=f"{len(pos)} labels", fontsize=7, title_fontsize=7,
+                          loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    for ax in (ax_map, ax_conf):
+        ax.set_ylabel("y (scan row)")
+    ax_conf.set_xlabel("x (scan column)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise Al4dstemError(f"{path}: cannot write ({e.strerror or e})") from None
+    return path
+
+
+# ---------------------------------------------------------------- prediction files
+
+
+def output_paths(prefix) -> dict[str, Path]:
+    """The files of a prediction ``PREFIX`` (a trailing ``.npy`` is dropped): probs, valid, png, figure."""
+    prefix = Path(prefix)
+    if prefix.suffix.lower() == ".npy":
+        prefix = prefix.with_suffix("")
+    name = prefix.name
+    return {"probs": prefix.with_name(f"{name}.npy"), "valid": prefix.with_name(f"{name}_valid.npy"),
+            "png": prefix.with_name(f"{name}.png"), "figure": prefix.with_name(f"{name}_figure.png")}
+
+
+def check_writable(prefix) -> dict[str, Path]:
+    """The output paths of ``prefix``, after checking their folder exists and can be written."""
+    paths = output_paths(prefix)
+    folder = paths["probs"].parent
+    if not folder.is_dir():
+        raise Al4dstemError(f"{prefix}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise Al4dstemError(f"{prefix}: folder {folder} is not writable")
+    for p in paths.values():
+        if p.is_dir():
+            raise Al4dstemError(f"{p}: is a folder, expected a file name")
+    return paths
+
+
+def write_prediction(prefix, probs, valid, labels=None, figure: bool = True) -> dict[str, Path]:
+    """Write ``PREFIX.npy``, ``PREFIX_valid.npy``, ``PREFIX.png`` and (if ``figure``) ``PREFIX_figure.png``."""
+    paths = check_writable(prefix)
+    probs = np.ascontiguousarray(_check_probs(probs), dtype=np.float32)
+    valid = valid_mask(probs, valid)
+    try:
+        np.save(paths["probs"], probs)
+        np.save(paths["valid"], valid)
+    except OSError as e:
+        raise Al4dstemError(f"{paths['probs']}: cannot write ({e.strerror or e})") from None
+    save_map_png(probs, paths["png"], valid)
+    if figure:
+        save_figure(probs, paths["figure"], valid, labels)
+    else:
+        del paths["figure"]
+    return paths
+
+
+def load_prediction(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs, valid)`` of ``PREFIX.npy``; ``valid`` from ``PREFIX_valid.npy`` when present."""
+    paths = output_paths(path)
+    path = Path(path)
+    if not path.exists():
+        raise Al4dstemError(f"{path}: no such file")
+    probs = _load_npy(path)
+    _check_probs(probs)
+    valid = None
+    if paths["valid"].exists():
+        valid = _load_npy(paths["valid"])
+        if valid.shape != probs.shape[:2] or valid.dtype != bool:
+            raise Al4dstemError(f"{paths['valid']}: expected a bool mask of shape {probs.shape[:2]}, "
+                                f"got {valid.dtype} {valid.shape}")
+    return probs, valid_mask(probs, valid)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt ({first})") from None
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def truth_grid(path, scan_shape) -> np.ndarray:
+    """Class per position from a label file, int ``(rows, cols)``, -1 where the file has none.
+
+    A file that labels every position of another grid (at least 4 positions, from x = y = 0)
+    is the truth of another scan: refused, naming both shapes.
+    """
+    rows, cols = (int(s) for s in scan_shape)
+    pos, cls = as_arrays(read_labels(path, (rows, cols)))
+    grid = np.full((rows, cols), -1, dtype=np.int64)
+    grid[pos[:, 1], pos[:, 0]] = cls
+    if len(pos):
+        extent = (int(pos[:, 1].max()) + 1, int(pos[:, 0].max()) + 1)
+        if extent != (rows, cols) and len(pos) >= 4 and len(pos) == extent[0] * extent[1]:
+            raise Al4dstemError(f"{path}: the truth covers a {extent[1]} x {extent[0]} scan (cols x rows), "
+                                f"the prediction is {cols} x {rows}")
+    return grid
+
+
+def exclusion_mask(labels, scan_shape) -> np.ndarray:
+    """Bool ``(rows, cols)``: True at the positions given as a label file, ``(n, 2)`` (x, y), or a mask."""
+    rows, cols = (int(s) for s in scan_shape)
+    if isinstance(labels, (str, os.PathLike)):
+        labels = as_arrays(read_labels(labels, (rows, cols)))[0]
+    arr = np.asarray(labels)
+    if arr.dtype == bool:
+        if arr.shape != (rows, cols):
+            raise Al4dstemError(f"exclusion mask of shape {arr.shape} does not match the scan {(rows, cols)}")
+        return arr.copy()
+    pos = arr.astype(np.int64).reshape(-1, 2)
+    if len(pos) and ((pos < 0).any() or pos[:, 0].max() >= cols or pos[:, 1].max() >= rows):
+        raise Al4dstemError(f"excluded positions fall outside the {cols} x {rows} scan")
+    mask = np.zeros((rows, cols), dtype=bool)
+    mask[pos[:, 1], pos[:, 0]] = True
+    return mask
+
+
+def evaluate(probs, truth, exclude=None, valid=None) -> dict:
+    """Accuracy and per-class scores of a probability map against a truth grid.
+
+    ``truth`` is int ``(rows, cols)`` (-1: unknown, not evaluated); ``exclude`` positions (e.g.
+    the training labels; see ``exclusion_mask``) and unclassified positions are left out.
+    Returns ``accuracy``, ``n_evaluated``, ``n_excluded``, ``n_unclassified``, ``per_class``
+    (``{name: {precision, recall, f1, support}}``) and ``confusion_matrix`` (rows = truth,
+    columns = prediction, class order of ``classes``).
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    probs = _check_probs(probs)
+    truth = np.asarray(truth)
+    if truth.shape != probs.shape[:2]:
+        raise Al4dstemError(f"the truth is a {truth.shape[1]} x {truth.shape[0]} scan (cols x rows), "
+                            f"the prediction {probs.shape[1]} x {probs.shape[0]}")
+    known = (truth >= 0) & (truth < len(CLASSES))
+    excluded = known & (exclusion_mask(exclude, truth.shape) if exclude is not None else False)
+    ok = valid_mask(probs, valid)
+    unclassified = known & ~excluded & ~ok
+    use = known & ~excluded & ok
+    y_true = truth[use].astype(np.int64)
+    y_pred = np.argmax(probs[use], axis=1) if use.any() else np.empty(0, np.int64)
+    labels = list(range(len(CLASSES)))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "classes": list(CLASSES),
+        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
+        "n_evaluated": int(use.sum()),
+        "n_excluded": int(excluded.sum()),
+        "n_unclassified": int(unclassified.sum()),
+        "per_class": {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                             "support": int(s[i])} for i, name in enumerate(CLASSES)},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }

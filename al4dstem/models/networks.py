@@ -1,0 +1,147 @@
+"""The networks: the paper's CNN, faithfully, and the default one designed for this problem.
+
+Both take ``(n, 1, size, size)`` float32 (preprocessed patterns) and return ``(n, 3)`` logits
+in class order none, vertical, horizontal.
+
+``paper`` (Fig. 4 of the paper, ghost-hunter's ``ThreeLayerCnn``): three blocks of 3x3 conv
+(1 -> 16 -> 32 -> 64, stride 1, padding 1), ReLU and 2x2 max-pool, then a fully connected
+layer to 128, ReLU, and 3 outputs. Its size depends on the input: 8.4 M parameters at 256 x 256
+(the paper's input size), 2.1 M at 128 x 128 (the figure the paper quotes).
+
+``default``: few labels, faint ghost disks, a 2-core CPU. Every layer halves the resolution
+(a 4x4 stride-2 stem, then 3x3 stride-2 conv + batch norm + ReLU), channels grow only as the
+maps shrink, so no layer runs many channels at full resolution; global average and max pooling
+(is a ghost there at all? how much of it?) feed one linear layer. ~25 k parameters: little to
+overfit with 50 labels, tolerant of descan drift (pooling is translation invariant), and about
+4 M multiply-adds per 128 x 128 pattern (the paper's network: 0.4 G at 256 x 256).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Network names, the default first.
+NETWORKS = ("default", "paper")
+#: Preprocessing (input) size each network is designed for, in pixels.
+INPUT_SIZES = {"default": 128, "paper": 256}
+N_CLASSES = 3
+
+
+class PaperNet(nn.Module):
+    """The paper's three-layer CNN (Fig. 4); ``input_size`` must be a multiple of 8."""
+
+    def __init__(self, input_size: int = 256):
+        super().__init__()
+        if input_size < 8 or input_size % 8:
+            raise ValueError(f"the paper network needs an input size that is a multiple of 8, got {input_size}")
+        self.config = {"input_size": int(input_size)}
+        layers: list[nn.Module] = []
+        channels = 1
+        for out in (16, 32, 64):
+            layers += [nn.Conv2d(channels, out, 3, 1, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        side = input_size // 8
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(inplace=True), nn.Linear(128, N_CLASSES)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class GlobalPool(nn.Module):
+    """Global average and global max pooling, concatenated: ``(n, c, h, w) -> (n, 2c)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int, stride: int, padding: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, kernel, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class DomainNet(nn.Module):
+    """The default network: strided stem, resolution halved by every layer, global pooling.
+
+    ``widths`` are the channels of the stem and of each following stride-2 layer; the input
+    side must be at least ``2 ** len(widths)`` pixels (any size works: pooling is global).
+    """
+
+    def __init__(self, input_size: int = 128, widths=(8, 16, 32, 64), dropout: float = 0.2):
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if input_size < 2 ** len(widths):
+            raise ValueError(f"the default network needs an input of at least {2 ** len(widths)} pixels, "
+                             f"got {input_size}")
+        self.config = {"input_size": int(input_size), "widths": list(widths), "dropout": float(dropout)}
+        layers = _conv_bn_relu(1, widths[0], 4, 2, 1)
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            layers += _conv_bn_relu(cin, cout, 3, 2, 1)
+        self.features = nn.Sequential(*layers)
+        self.pool = GlobalPool()
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * widths[-1], N_CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+_BUILDERS = {"default": DomainNet, "paper": PaperNet}
+
+
+def build_network(name: str, input_size: int, **kwargs) -> nn.Module:
+    """A fresh network by name (``NETWORKS``) for square inputs of side ``input_size``.
+
+    Extra keyword arguments go to the network's constructor (they are what a checkpoint stores).
+    """
+    from al4dstem.errors import Al4dstemError
+
+    if name not in _BUILDERS:
+        raise Al4dstemError(f"unknown network {name!r} (one of {', '.join(NETWORKS)})")
+    try:
+        return _BUILDERS[name](input_size=int(input_size), **kwargs)
+    except (TypeError, ValueError) as e:
+        raise Al4dstemError(f"cannot build the {name} network: {e}") from None
+
+
+def network_config(net: nn.Module) -> dict:
+    """The constructor arguments that rebuild ``net`` (input size included)."""
+    return dict(net.config)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def inference_network(net: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``net`` for fast inference: batch norm folded into the convolutions.
+
+    The outputs equal ``net.eval()``'s up to float rounding; ``net`` itself is left unchanged.
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(net).eval()
+    for parent in fused.modules():
+        if not isinstance(parent, nn.Sequential):
+            continue
+        mods = list(parent)
+        out: list[nn.Module] = []
+        i = 0
+        while i < len(mods):
+            if isinstance(mods[i], nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+                out.append(fuse_conv_bn_eval(mods[i], mods[i + 1]))
+                i += 2
+            else:
+                out.append(mods[i])
+                i += 1
+        if len(out) != len(mods):
+            for name in list(parent._modules):
+                del parent._modules[name]
+            for j, m in enumerate(out):
+                parent.add_module(str(j), m)
+    for p in fused.parameters():
+        p.requires_grad_(False)
+    return fused

@@ -1,0 +1,83 @@
+"""The truth-file oracle: answers from known labels (a CSV or ghost-hunter YAML file, or a dict)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from al4dstem.base import SKIP, Oracle
+from al4dstem.errors import Al4dstemError
+from al4dstem.labels import CLASSES, confirmed, read_labels
+
+FILLS = ("skip", "nearest")
+
+
+class TruthOracle(Oracle):
+    """Answers from known labels, as a person who already labelled the scan would.
+
+    Parameters
+    ----------
+    truth : a label file (CSV or ghost-hunter YAML) or a mapping ``{(x, y): class}``.
+    fill : what to do at positions the truth lacks: ``"skip"`` (answer SKIP, as a person
+        who cannot tell), or ``"nearest"`` (the class of the nearest labelled position; those
+        answers are recorded with source ``truth-nearest``).
+    """
+
+    source = "truth"
+
+    def __init__(self, truth, fill: str = "skip"):
+        self.truth = truth
+        self.fill = fill
+
+    def table(self, scan_shape=None) -> dict[tuple[int, int], int]:
+        """The truth as ``{(x, y): class}``, read once; a file is validated against ``scan_shape``."""
+        if getattr(self, "table_", None) is None:
+            if self.fill not in FILLS:
+                raise Al4dstemError(f"unknown fill {self.fill!r} (one of {', '.join(FILLS)})")
+            if isinstance(self.truth, Mapping):
+                self.table_ = {(int(x), int(y)): int(c) for (x, y), c in self.truth.items()}
+            elif isinstance(self.truth, (str, os.PathLike)):
+                self.table_ = confirmed(read_labels(self.truth, scan_shape))
+            else:
+                raise Al4dstemError(f"truth must be a label file or a {{(x, y): class}} mapping, "
+                                    f"not a {type(self.truth).__name__}")
+            bad = [c for c in self.table_.values() if not 0 <= c < len(CLASSES)]
+            if bad:
+                raise Al4dstemError(f"truth holds class {bad[0]} (classes are 0..{len(CLASSES) - 1})")
+            self.tree_ = None
+        return self.table_
+
+    def covers(self, positions) -> np.ndarray:
+        """``(n,)`` True where this oracle would answer with a class rather than SKIP."""
+        table = self.table()
+        if self.fill == "nearest" and table:
+            return np.ones(len(positions), dtype=bool)
+        return np.array([(int(x), int(y)) in table for x, y in positions], dtype=bool)
+
+    def label(self, positions, dataset=None) -> list:
+        table = self.table()
+        answers, sources = [], []
+        for x, y in np.asarray(positions, dtype=np.int64).reshape(-1, 2):
+            key = (int(x), int(y))
+            if key in table:
+                answers.append(table[key])
+                sources.append(self.source)
+            elif self.fill == "nearest" and table:
+                answers.append(self._nearest(key))
+                sources.append(f"{self.source}-nearest")
+            else:
+                answers.append(SKIP)
+                sources.append(self.source)
+        self.last_sources = sources
+        return answers
+
+    def _nearest(self, position) -> int:
+        from scipy.spatial import cKDTree
+
+        if self.tree_ is None:
+            self.tree_keys_ = list(self.table_)
+            self.tree_ = cKDTree(np.array(self.tree_keys_, dtype=float))
+        _, i = self.tree_.query(np.asarray(position, dtype=float))
+        return self.table_[self.tree_keys_[int(i)]]

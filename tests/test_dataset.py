@@ -1,0 +1,143 @@
+"""The lazy Dataset: streaming order, random access, scan-wide views."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from al4dstem.data import Dataset, open_dataset
+from al4dstem.errors import Al4dstemError
+
+
+def numbered(rows, cols, det=(4, 5), dtype=np.float32):
+    """Pattern at (x, y) holds the value y * cols + x everywhere: easy to check placement."""
+    idx = np.arange(rows * cols, dtype=np.float64).reshape(rows, cols, 1, 1)
+    return np.broadcast_to(idx, (rows, cols, *det)).astype(dtype)
+
+
+class Sliceable:
+    """A minimal array-like (no numpy behind it): only shape, dtype and __getitem__."""
+
+    def __init__(self, arr):
+        self._arr, self.shape, self.dtype = arr, arr.shape, arr.dtype
+
+    def __getitem__(self, key):
+        return self._arr[key].copy()
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 9), cols=st.integers(1, 9), batch=st.integers(1, 40), wrapped=st.booleans())
+def test_streaming_covers_every_position_once_in_scan_order(rows, cols, batch, wrapped):
+    arr = numbered(rows, cols)
+    ds = Dataset(Sliceable(arr) if wrapped else arr)
+    seen, values, next_row = [], [], 0
+    for b in ds.iter_batches(batch):
+        assert b.row_start == next_row and b.row_stop > b.row_start
+        assert len(b.positions) == len(b.patterns) == (b.row_stop - b.row_start) * cols
+        assert len(b.positions) <= max(batch, cols)
+        next_row = b.row_stop
+        seen.append(b.positions)
+        values.append(b.patterns[:, 0, 0])
+    assert next_row == rows
+    seen = np.concatenate(seen)
+    np.testing.assert_array_equal(seen, ds.all_positions())
+    np.testing.assert_array_equal(seen[:, 1] * cols + seen[:, 0], np.arange(rows * cols))
+    np.testing.assert_array_equal(np.concatenate(values), np.arange(rows * cols))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 12), wrapped=st.booleans())
+def test_get_and_pattern_agree_with_the_array(seed, n, wrapped):
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 1000, (5, 7, 6, 4)).astype(np.uint16)
+    ds = Dataset(Sliceable(arr) if wrapped else arr)
+    pos = np.stack([rng.integers(0, 7, n), rng.integers(0, 5, n)], axis=1)
+    got = ds.get(pos)
+    assert got.shape == (n, 6, 4) and got.dtype == np.uint16
+    for (x, y), pattern in zip(pos, got, strict=True):
+        np.testing.assert_array_equal(pattern, arr[y, x])
+        np.testing.assert_array_equal(ds.pattern(x, y), arr[y, x])
+
+
+def test_shape_properties_and_load():
+    arr = numbered(3, 4, det=(6, 5), dtype=np.uint16)
+    ds = Dataset(arr, "x.npy", "npy", 123)
+    assert ds.shape == (3, 4, 6, 5) and ds.scan_shape == (3, 4) and ds.detector_shape == (6, 5)
+    assert ds.n_positions == 12 and ds.nbytes == arr.nbytes and ds.dtype == np.uint16
+    assert "4 x 3 (cols x rows)" in repr(ds)
+    np.testing.assert_array_equal(ds.load(), arr)
+
+
+def test_bad_positions_and_shapes_are_user_errors():
+    ds = Dataset(numbered(3, 4))
+    with pytest.raises(Al4dstemError, match="x=4, y=0 is outside the 4 x 3 scan"):
+        ds.get([(4, 0)])
+    with pytest.raises(Al4dstemError, match="outside"):
+        ds.pattern(0, -1)
+    with pytest.raises(Al4dstemError, match="expected a 4-D dataset"):
+        Dataset(np.zeros((3, 4, 5)), "cube.npy")
+    with pytest.raises(Al4dstemError, match="empty dataset"):
+        Dataset(np.zeros((0, 4, 5, 5)))
+    with pytest.raises(Al4dstemError, match="not numbers"):
+        Dataset(np.zeros((1, 1, 2, 2), dtype=object))
+
+
+def test_nonfinite_positions_streaming():
+    arr = numbered(4, 5)
+    arr[1, 3, 2, 2] = np.nan
+    arr[3, 0, 0, 1] = -np.inf
+    ds = Dataset(arr)
+    for batch in (1, 5, 7, 100):
+        np.testing.assert_array_equal(ds.nonfinite_positions(batch), [[3, 1], [0, 3]])
+    assert Dataset(numbered(4, 5, dtype=np.uint16)).nonfinite_positions().shape == (0, 2)
+    calls = []
+    ds.nonfinite_positions(5, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (20, 20) and len(calls) == 4
+
+
+def test_virtual_bright_field_finds_the_beam_despite_a_hot_pixel():
+    rows, cols, k = 3, 4, 32
+    yy, xx = np.mgrid[:k, :k]
+    disk = ((yy - 20) ** 2 + (xx - 11) ** 2) <= 9
+    arr = np.zeros((rows, cols, k, k), np.float32)
+    arr[:, :, disk] = 10.0
+    arr[:, :, 2, 30] = 1e4  # a hot pixel far from the beam, brighter than it
+    arr[1, 2, disk] = 5.0  # a darker position
+    arr[2, 3, 25, 5] = np.nan  # outside the disk: reported, not in the image
+    ds = Dataset(arr)
+    mask = ds.detector_mask(radius=4)
+    assert mask[20, 11] and not mask[2, 30]
+    survey = ds.survey(radius=4)
+    want = arr[..., mask].sum(axis=-1)
+    np.testing.assert_allclose(survey.virtual_image, np.nan_to_num(want))
+    np.testing.assert_array_equal(survey.nonfinite, [[3, 2]])
+    np.testing.assert_allclose(ds.virtual_image("bright-field", radius=4), survey.virtual_image)
+    annular = ds.virtual_image("annular", radius=4)
+    assert annular[0, 0] == pytest.approx(1e4)
+    with pytest.raises(Al4dstemError, match="unknown virtual detector"):
+        ds.virtual_image("dark-matter")
+
+
+def test_h5py_backed_dataset_is_lazy_and_correct(tmp_path):
+    arr = numbered(6, 5, det=(8, 8), dtype=np.uint16)
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f.create_dataset("scan", data=arr, chunks=(1, 1, 8, 8))
+    ds = open_dataset(tmp_path / "d.h5")
+    assert isinstance(ds.array, h5py.Dataset)  # nothing loaded up front
+    np.testing.assert_array_equal(ds.get([(4, 5), (0, 0)]), arr[[5, 0], [4, 0]])
+    np.testing.assert_array_equal(np.concatenate([b.patterns for b in ds.iter_batches(7)]),
+                                  arr.reshape(-1, 8, 8))
+
+
+def test_read_failures_become_one_line_errors():
+    class Failing(Sliceable):
+        def __getitem__(self, key):
+            raise OSError("Can't read data (inflate() failed)\nmore detail")
+
+    ds = Dataset(Failing(numbered(2, 2)), "broken.h5:data")
+    with pytest.raises(Al4dstemError, match=r"^broken.h5:data: cannot read scan rows 0..1 \(Can't read data") as e:
+        next(ds.iter_batches())
+    assert "\n" not in str(e.value)

@@ -1,0 +1,263 @@
+"""The labelling loop against the base contracts, with small samplers, oracles and a model
+defined here: budget, skip and undo, resuming, retraining, quitting, contract breaches."""
+
+import csv
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from al4dstem.base import SKIP, UNDO, Model, Oracle, QuitLabelling, Sampler
+from al4dstem.data import open_dataset
+from al4dstem.errors import Al4dstemError
+from al4dstem.labels import LabelStore
+from al4dstem.loop import MODEL_ROUND, run_labelling
+from al4dstem.oracles import NoisyOracle, TruthOracle
+
+ROWS, COLS = 8, 10
+
+
+def truth_class(x, y):
+    return 1 if y < 3 else 0 if y < 5 else 2
+
+
+TRUTH = {(x, y): truth_class(x, y) for x in range(COLS) for y in range(ROWS)}
+
+
+@pytest.fixture
+def dataset():
+    return open_dataset(np.zeros((ROWS, COLS, 4, 4), np.uint16))
+
+
+class GridThenBoundary(Sampler):
+    """A coarse grid (``per_round`` at a time), then one position per round: the candidate
+    closest to two differently labelled positions. A function of the labels alone, so a
+    resumed run sees the same questions as an uninterrupted one."""
+
+    def __init__(self, step=4, per_round=3):
+        self.step = step
+        self.per_round = per_round
+
+    def query(self, context, n):
+        cand = context.candidates
+        on_grid = np.flatnonzero((cand[:, 0] % self.step == 0) & (cand[:, 1] % self.step == 0))
+        if len(on_grid):
+            return on_grid[: min(n, self.per_round)]
+        pos, cls = context.labelled_positions, context.labelled_classes
+        if len(cand) == 0 or len(set(cls.tolist())) < 2:
+            return np.arange(min(n, len(cand), 1))
+        d = np.linalg.norm(cand[:, None, :] - pos[None, :, :], axis=2)
+        score = sum(np.sort(np.where(cls == c, d, np.inf), axis=1)[:, 0] for c in set(cls.tolist()))
+        return np.array([int(np.argmin(score))])
+
+
+class ScriptedOracle(Oracle):
+    """Answers from a script (a list of answers, or QuitLabelling); records what it was asked."""
+
+    source = "script"
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.asked = []
+
+    def label(self, positions, dataset):
+        answers = []
+        for p in positions.tolist():
+            self.asked.append(tuple(p))
+            step = self.script.pop(0)
+            if step == "quit":
+                raise QuitLabelling(answers)
+            answers.append(step)
+            if step == UNDO:
+                break
+        return answers
+
+
+class QuitAfter(Oracle):
+    """A truth oracle that quits after ``n`` answers in total (a person stopping mid-round)."""
+
+    def __init__(self, inner, n):
+        self.inner = inner
+        self.n = n
+
+    def label(self, positions, dataset):
+        answers = self.inner.label(positions, dataset)
+        self.last_sources = self.inner.last_sources
+        if len(answers) >= self.n:
+            raise QuitLabelling(answers[: self.n])
+        self.n -= len(answers)
+        return answers
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def sequence(path):
+    return [(int(r["x"]), int(r["y"]), r["label"]) for r in rows(path)]
+
+
+def test_budget_counts_confirmed_labels_and_skips_are_never_asked_again(dataset, tmp_path):
+    sparse = {k: v for k, v in TRUTH.items() if (k[0] + k[1]) % 3}  # a third is missing
+    store = LabelStore(tmp_path / "l.csv", dataset.scan_shape)
+    result = run_labelling(dataset, store, GridThenBoundary(), TruthOracle(sparse), budget=15)
+    got = rows(tmp_path / "l.csv")
+    assert result.stopped == "budget" and result.labelled == 15 == sum(r["label"] != "skip" for r in got)
+    assert result.skipped == sum(r["label"] == "skip" for r in got) > 0
+    assert len({(r["x"], r["y"]) for r in got}) == len(got)  # nothing asked twice
+    assert all(r["label"] == "skip" for r in got if (int(r["x"]), int(r["y"])) not in sparse)
+    assert result.per_class == {"none": result.per_class["none"], "vertical": result.per_class["vertical"],
+                                "horizontal": result.per_class["horizontal"]}
+    assert sum(result.per_class.values()) == 15
+
+
+def test_rows_record_round_source_and_time(dataset, tmp_path):
+    store = LabelStore(tmp_path / "l.csv", dataset.scan_shape)
+    run_labelling(dataset, store, GridThenBoundary(per_round=2), TruthOracle({(0, 0): 1, (9, 7): 2},
+                                                                               fill="nearest"), budget=6)
+    got = rows(tmp_path / "l.csv")
+    assert list(got[0]) == ["x", "y", "label", "round", "source", "time"]
+    assert [r["source"] for r in got[:2]] == ["truth", "truth-nearest"]  # (0,0) known, (4,0) filled
+    assert [int(r["round"]) for r in got] == [0, 0, 1, 1, 2, 2]  # 6 grid points, 2 a round
+    assert all(datetime.fromisoformat(r["time"]).tzinfo is not None for r in got)
+
+
+def test_undo_takes_back_the_last_answer_and_asks_again(dataset, tmp_path):
+    oracle = ScriptedOracle([2, 1, UNDO, 0, 2, SKIP, UNDO, 1])
+    store = LabelStore(tmp_path / "l.csv", dataset.scan_shape)
+    result = run_labelling(dataset, store, GridThenBoundary(per_round=3), oracle, budget=4)
+    # (0,0)=2, (4,0)=1, undo -> (4,0) asked again, =0, (8,0)=2, (0,4) skip, undo -> (0,4) asked again
+    assert oracle.asked == [(0, 0), (4, 0), (8, 0), (4, 0), (8, 0), (0, 4), (4, 4), (0, 4)]
+    assert sequence(tmp_path / "l.csv") == [(0, 0, "horizontal"), (4, 0, "none"), (8, 0, "horizontal"),
+                                            (0, 4, "vertical")]
+    assert result.undone == 2 and result.labelled == 4
+
+
+def test_quit_keeps_every_confirmed_answer(dataset, tmp_path):
+    store = LabelStore(tmp_path / "l.csv", dataset.scan_shape)
+    result = run_labelling(dataset, store, GridThenBoundary(), ScriptedOracle([1, SKIP, 2, 0, "quit"]), budget=9)
+    assert result.stopped == "quit" and result.labelled == 3 and result.skips == 1
+    assert sequence(tmp_path / "l.csv") == [(0, 0, "vertical"), (4, 0, "skip"), (8, 0, "horizontal"),
+                                            (0, 4, "none")]
+
+
+@pytest.mark.parametrize("stop_after", [2, 4, 7, 11])
+def test_resume_gives_the_same_labels_as_an_uninterrupted_run(dataset, tmp_path, stop_after):
+    oracle = NoisyOracle({k: v for k, v in TRUTH.items() if k != (4, 4)}, 0.2, random_state=5)
+    whole = tmp_path / "whole.csv"
+    run_labelling(dataset, LabelStore(whole, dataset.scan_shape), GridThenBoundary(), oracle, budget=14)
+    parts = tmp_path / "parts.csv"
+    first = run_labelling(dataset, LabelStore(parts, dataset.scan_shape), GridThenBoundary(),
+                          QuitAfter(oracle, stop_after), budget=14)
+    assert first.stopped == "quit" and len(rows(parts)) == stop_after
+    again = run_labelling(dataset, LabelStore(parts, dataset.scan_shape), GridThenBoundary(), oracle, budget=14)
+    assert again.stopped == "budget" and again.labelled == 14
+    assert sequence(parts) == sequence(whole)
+    assert [r["source"] for r in rows(parts)] == [r["source"] for r in rows(whole)]
+
+
+def test_stops_when_the_sampler_runs_out(dataset, tmp_path):
+    store = LabelStore(tmp_path / "l.csv", dataset.scan_shape)
+    result = run_labelling(dataset, store, GridThenBoundary(), TruthOracle({}), budget=5)
+    assert result.stopped == "exhausted" and result.labelled == 0 and len(store) == ROWS * COLS
+
+
+def test_progress_reports_confirmed_labels(dataset, tmp_path):
+    seen = []
+    run_labelling(dataset, LabelStore(tmp_path / "l.csv", dataset.scan_shape), GridThenBoundary(),
+                  TruthOracle(TRUTH), budget=5, progress=lambda done, budget: seen.append((done, budget)))
+    assert seen == [(i, 5) for i in range(1, 6)]
+
+
+# ---------------------------------------------------------------- with a model
+
+
+class NearestModel(Model):
+    """1-nearest-neighbour on positions; counts its fits."""
+
+    def __init__(self):
+        self.fits = []
+
+    def fit(self, X, y):
+        self.fits.append(len(y))
+        self.X_, self.y_ = np.asarray(X), np.asarray(y)
+        self.classes_ = np.array([0, 1, 2])
+        return self
+
+    def predict_proba(self, X):
+        d = np.linalg.norm(np.asarray(X)[:, None] - self.X_[None], axis=2)
+        proba = np.full((len(X), 3), 0.1)
+        proba[np.arange(len(X)), self.y_[np.argmin(d, axis=1)]] = 0.8
+        return proba / proba.sum(axis=1, keepdims=True)
+
+
+class LeastConfident(Sampler):
+    needs_model = True
+
+    def query(self, context, n):
+        proba = context.model.predict_proba(context.candidates)
+        return np.argsort(proba.max(axis=1), kind="stable")[:n]
+
+
+def test_model_is_retrained_between_rounds(dataset, tmp_path):
+    path = tmp_path / "l.csv"
+    store = LabelStore(path, dataset.scan_shape)
+    run_labelling(dataset, store, GridThenBoundary(), TruthOracle(TRUTH), budget=6)  # grid labels first
+    model = NearestModel()
+    result = run_labelling(dataset, LabelStore(path, dataset.scan_shape), LeastConfident(), TruthOracle(TRUTH),
+                           budget=6 + 2 * MODEL_ROUND + 3, model=model)
+    assert result.labelled == 6 + 2 * MODEL_ROUND + 3
+    assert model.fits == [6, 6 + MODEL_ROUND, 6 + 2 * MODEL_ROUND]
+
+
+def test_sampler_needing_a_model_says_what_is_needed(dataset, tmp_path):
+    path = tmp_path / "l.csv"
+    with pytest.raises(Al4dstemError, match="needs a model.*--model"):
+        run_labelling(dataset, LabelStore(path), LeastConfident(), TruthOracle(TRUTH), budget=3)
+    with pytest.raises(Al4dstemError, match="at least two classes.*grid-midpoint"):
+        run_labelling(dataset, LabelStore(path), LeastConfident(), TruthOracle(TRUTH), budget=3,
+                      model=NearestModel())
+    assert not path.exists()  # refused before anything was written
+
+
+# ---------------------------------------------------------------- contract breaches
+
+
+class Broken(Sampler):
+    def __init__(self, answer):
+        self.answer = answer
+
+    def query(self, context, n):
+        return np.asarray(self.answer(context, n))
+
+
+@pytest.mark.parametrize("answer, message", [
+    (lambda c, n: [len(c.candidates)], "outside"),
+    (lambda c, n: [0, 0], "twice"),
+    (lambda c, n: np.arange(n + 1), "at most"),
+    (lambda c, n: [0.5], "indices"),
+])
+def test_sampler_breaking_the_contract_is_reported(dataset, tmp_path, answer, message):
+    with pytest.raises(Al4dstemError, match=message):
+        run_labelling(dataset, LabelStore(tmp_path / "l.csv"), Broken(answer), TruthOracle(TRUTH), budget=3,
+                      round_size=2)
+
+
+def test_ctrl_c_outside_the_oracle_stops_like_quit(dataset, tmp_path):
+    calls = []
+
+    def interrupt_on_third(context, n):
+        calls.append(n)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return [0]
+
+    result = run_labelling(dataset, LabelStore(tmp_path / "l.csv"), Broken(interrupt_on_third),
+                           TruthOracle(TRUTH), budget=5)
+    assert result.stopped == "quit" and result.labelled == 2 and len(rows(tmp_path / "l.csv")) == 2
+
+
+def test_bad_budget_is_refused(dataset, tmp_path):
+    with pytest.raises(Al4dstemError, match="budget"):
+        run_labelling(dataset, LabelStore(tmp_path / "l.csv"), GridThenBoundary(), TruthOracle(TRUTH), budget=0)

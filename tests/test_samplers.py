@@ -1,0 +1,265 @@
+"""Samplers: the shared template test over every built-in and the example, then specifics."""
+
+import importlib.util
+import sys
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
+
+from al4dstem.base import QueryContext, Sampler
+from al4dstem.errors import Al4dstemError
+from al4dstem.strategies import (
+    SAMPLERS,
+    CoordinateModel,
+    GridMidpointSampler,
+    HybridSampler,
+    RandomSampler,
+    UncertaintySampler,
+    get_sampler,
+    registry,
+)
+from al4dstem.strategies.grid_midpoint import auto_steps, grid_positions
+from al4dstem.strategies.testing import check_batch, check_sampler, coherent_truth, run_sampler
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small problems: OpenMP start-up on 2 shared cores costs more than the work itself."""
+    with threadpool_limits(1):
+        yield
+
+
+def _example_class():
+    spec = importlib.util.spec_from_file_location("custom_sampler", EXAMPLES / "custom_sampler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FarthestPointSampler
+
+
+FACTORIES = {
+    "random": lambda s: RandomSampler(random_state=s),
+    "grid-midpoint": lambda s: GridMidpointSampler(random_state=s),
+    "uncertainty-least-confident-top": lambda s: UncertaintySampler(random_state=s),
+    "uncertainty-margin-diverse": lambda s: UncertaintySampler("margin", "diverse", random_state=s),
+    "uncertainty-entropy-top": lambda s: UncertaintySampler("entropy", "top", random_state=s),
+    "uncertainty-least-confident-diverse": lambda s: UncertaintySampler(batch="diverse", random_state=s),
+    "hybrid": lambda s: HybridSampler(random_state=s),
+    "example-farthest-point": lambda s: _example_class()(random_state=s),
+}
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_template(name):
+    check_sampler(FACTORIES[name], max_examples=12)
+
+
+def test_template_catches_a_broken_sampler():
+    class Repeats(Sampler):  # proposes its first candidate twice whenever it may propose two
+        def __init__(self, random_state=None):
+            self.random_state = random_state
+
+        def query(self, context, n):
+            k = min(n, len(context.candidates))
+            if context.budget is not None:
+                k = min(k, context.budget - len(context.labelled_positions))
+            k = max(0, k)
+            return np.zeros(k, dtype=np.int64) if k >= 2 else np.arange(k, dtype=np.int64)
+
+    with pytest.raises(AssertionError, match="repeated"):
+        check_sampler(lambda s: Repeats(s), max_examples=10)
+
+
+def _context(shape, labelled=(), classes=(), budget=None, model=None, exclude=()):
+    rows, cols = shape
+    taken = {tuple(p) for p in labelled} | {tuple(p) for p in exclude}
+    cand = np.array([(x, y) for y in range(rows) for x in range(cols) if (x, y) not in taken], np.int64)
+    return QueryContext(shape, cand.reshape(-1, 2), np.array(labelled, np.int64).reshape(-1, 2),
+                        np.array(classes, np.int64), budget, model)
+
+
+# ---------------------------------------------------------------- grid-midpoint
+
+
+def test_grid_midpoint_halves_the_radius_and_stops_at_one():
+    truth = np.where(np.arange(33) <= 20, 1, 2)  # one row, wall between x = 20 and 21
+    sampler, labelled, rounds = GridMidpointSampler(step=16), [], []
+    while True:
+        context = _context((1, 33), [(x, 0) for x in labelled], [truth[x] for x in labelled])
+        r = sampler.next_round(context)
+        idx = sampler.query(context, 10)
+        if not len(idx):
+            assert r.stage == "done"
+            break
+        xs = [int(x) for x in context.candidates[idx, 0]]
+        rounds.append((r.stage, r.radius, sorted(xs)))
+        labelled += xs
+    assert rounds == [("grid", 0, [0, 16, 32]), ("midpoints", 16, [24]), ("midpoints", 8, [20]),
+                      ("midpoints", 4, [22]), ("midpoints", 2, [21])]
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.5])
+def test_grid_midpoint_converges_onto_the_wall(slope):
+    rows, cols = 21, 64
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    wall = 37 + slope * (yy - 10)  # class 1 left of the wall, 2 right of it
+    truth = np.where(xx < wall, 1, 2)
+    sampler = GridMidpointSampler(step=(16, 10))
+    run = run_sampler(sampler, truth, budget=None, batch=4)
+    assert run.stopped == "exhausted"
+    grid = {tuple(p) for p in grid_positions((rows, cols), (16, 10))}
+    mids = [p for b in run.batches for p in b if tuple(p) not in grid]
+    assert mids, "no midpoints proposed"
+    distance = np.array([abs(x - (37 + slope * (y - 10))) for x, y in mids])
+    assert distance.max() <= 16, "a midpoint far from the only wall"
+    third = len(distance) // 3
+    assert distance[-third:].mean() < distance[:third].mean(), "midpoints do not close in on the wall"
+    labelled = dict(zip(map(tuple, run.positions), run.classes, strict=True))
+    for y in sorted({y for _, y in grid}):  # every grid row ends with the wall pinned to the pixel
+        x = int(np.ceil(37 + slope * (y - 10))) - 1
+        assert labelled.get((x, y)) == 1 and labelled.get((x + 1, y)) == 2, f"wall not pinned on row {y}"
+
+
+def test_grid_midpoint_resumes_exactly():
+    truth = coherent_truth((20, 30), np.random.default_rng(3), n_domains=4)
+    full = run_sampler(GridMidpointSampler(), truth, budget=60, batch=1)
+    head = (full.positions[:25], full.classes[:25])
+    resumed = run_sampler(GridMidpointSampler(), truth, budget=60, batch=1, start=head)
+    assert np.array_equal(resumed.positions, full.positions)
+
+
+@pytest.mark.parametrize("budget", [50, 100, 250])
+def test_auto_step_covers_both_axes_of_the_paper_scan(budget):
+    sx, sy = auto_steps((34, 206), budget)
+    grid = grid_positions((34, 206), (sx, sy))
+    assert len(set(grid[:, 1])) >= 3 and len(set(grid[:, 0])) >= 8
+    assert grid[:, 1].max() - grid[:, 1].min() >= 30 and grid[:, 0].max() - grid[:, 0].min() >= 190
+    assert len(grid) <= 0.6 * budget, "the grid leaves too little budget for midpoints"
+    first = GridMidpointSampler().query(_context((34, 206), budget=budget), budget)
+    assert len(first) == len(grid)  # grid points first, and only them
+
+
+def test_grid_order_is_coarse_to_fine():
+    grid = grid_positions((34, 206), auto_steps((34, 206), 100))
+    first = grid[:6]
+    assert np.ptp(first[:, 0]) >= 150 and np.ptp(first[:, 1]) >= 20
+
+
+@pytest.mark.parametrize("step", [0, 500, (3, 0), "x", 2.5])
+def test_bad_step_is_a_user_error(step):
+    with pytest.raises(Al4dstemError):
+        GridMidpointSampler(step=step).query(_context((34, 206)), 5)
+
+
+# ---------------------------------------------------------------- uncertainty
+
+
+def _two_domains(rows=20, cols=40, wall=25):
+    xx = np.mgrid[0:rows, 0:cols][1]
+    return np.where(xx < wall, 1, 2)
+
+
+def _labelled_on(truth, step=5):
+    rows, cols = truth.shape
+    pos = np.array([(x, y) for y in range(0, rows, step) for x in range(0, cols, step)], np.int64)
+    return pos, truth[pos[:, 1], pos[:, 0]]
+
+
+@pytest.mark.parametrize("measure", ["least-confident", "margin", "entropy"])
+def test_uncertainty_asks_near_the_wall(measure):
+    truth = _two_domains()
+    pos, cls = _labelled_on(truth)
+    model = KNeighborsClassifier(n_neighbors=4).fit(pos, cls)  # any scikit-learn classifier
+    ctx = _context(truth.shape, pos, cls, model=model)
+    picks = ctx.candidates[UncertaintySampler(measure, random_state=0).query(ctx, 8)]
+    assert np.all(np.abs(picks[:, 0] - 24.5) <= 5), picks
+
+
+def test_diverse_batch_spreads_out():
+    truth = _two_domains()
+    pos, cls = _labelled_on(truth)
+    ctx = _context(truth.shape, pos, cls, model=CoordinateModel().fit(pos, cls))
+
+    def spread(batch):
+        p = ctx.candidates[UncertaintySampler(batch=batch, random_state=0).query(ctx, 6)].astype(float)
+        return min(np.hypot(*(a - b)) for i, a in enumerate(p) for b in p[i + 1:])
+
+    assert spread("diverse") > spread("top")
+
+
+def test_unknown_measure_is_a_user_error():
+    with pytest.raises(Al4dstemError, match="measure"):
+        UncertaintySampler("confusion").query(_context((4, 4)), 2)
+
+
+# ---------------------------------------------------------------- hybrid
+
+
+def test_hybrid_grid_first_then_walls_without_a_model():
+    truth = _two_domains(rows=30, cols=60, wall=37)
+    run = run_sampler(HybridSampler(), truth, budget=60, batch=5)  # no model: coordinate fallback
+    assert len(run.positions) == 60
+    grid = {tuple(p) for p in grid_positions(truth.shape, auto_steps(truth.shape, 60))}
+    order = [tuple(p) for b in run.batches for p in b]
+    assert set(order[: len(grid)]) == grid
+    late = np.array(order[-15:])
+    assert np.all(np.abs(late[:, 0] - 36.5) <= 8), late
+    assert len(set(late[:, 1])) >= 8, "the wall batch is not spread along the wall"
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_builds_every_builtin():
+    for name, cls in SAMPLERS.items():
+        assert isinstance(get_sampler(name, random_state=1), cls)
+    assert get_sampler("grid-midpoint", step=7, random_state=0).step == 7
+    assert get_sampler("random", step=None, random_state=3).random_state == 3
+
+
+def test_registry_imports_module_class():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        sampler = get_sampler("custom_sampler:FarthestPointSampler", random_state=2)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    assert type(sampler).__name__ == "FarthestPointSampler" and sampler.random_state == 2
+
+
+def test_registry_entry_points(monkeypatch):
+    ep = EntryPoint("space-filling", "al4dstem.strategies.random:RandomSampler", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == registry.ENTRY_POINT_GROUP else [])
+    assert isinstance(get_sampler("space-filling"), RandomSampler)
+    with pytest.raises(Al4dstemError, match="space-filling"):
+        get_sampler("nope")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope", "known samplers are random, grid-midpoint, uncertainty, hybrid"),
+    ("no_such_module_xyz:Thing", "cannot import"),
+    ("al4dstem.strategies.random:Nothing", "no attribute"),
+    ("al4dstem.errors:Al4dstemError", "not a sampler"),
+    ("al4dstem.base:Sampler", "abstract"),
+    ("al4dstem.strategies.random:np", "not a class"),
+])
+def test_registry_errors(spec, message):
+    with pytest.raises(Al4dstemError, match=message):
+        get_sampler(spec)
+
+
+def test_registry_rejects_unknown_parameters():
+    with pytest.raises(Al4dstemError, match="does not take step"):
+        get_sampler("random", step=5)
+
+
+def test_check_batch_rejects_labelled_positions():
+    ctx = _context((3, 3), [(0, 0)], [1])
+    bad = QueryContext(ctx.scan_shape, np.vstack([ctx.candidates, [[0, 0]]]), ctx.labelled_positions,
+                       ctx.labelled_classes)
+    with pytest.raises(AssertionError, match="labelled"):
+        check_batch(bad, [len(bad.candidates) - 1], 1)
