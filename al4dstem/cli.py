@@ -61,13 +61,10 @@ def info(
     dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
 ) -> None:
     """Format, shape, dtype, size, broken patterns and a virtual bright-field image of DATA."""
-    import numpy as np
-
     from al4dstem.data import open_dataset
-    from al4dstem.data.preview import ScanImage
+    from al4dstem.data.preview import ScanImage, describe, nonfinite_note
 
     ds = open_dataset(data, dataset=dataset)
-    rows, cols = ds.scan_shape
     if console.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -77,39 +74,12 @@ def info(
             survey = ds.survey(progress=lambda done, _: bar.update(task, completed=done))
     else:
         survey = ds.survey()
-    image = survey.virtual_image.copy()
-    image[survey.nonfinite[:, 1], survey.nonfinite[:, 0]] = np.nan
-    bad = len(survey.nonfinite)
-    bad_note = (f", e.g. x={survey.nonfinite[0, 0]}, y={survey.nonfinite[0, 1]}; "
-                f"preprocessing counts those pixels as 0") if bad else ""
-    disk = _bytes(ds.size_on_disk) if ds.size_on_disk is not None else "unknown"
-    lines = [
-        ("data", ds.source),
-        ("format", ds.format),
-        ("scan", f"{cols} x {rows} (cols x rows), {ds.n_positions:,} positions"),
-        ("detector", f"{ds.detector_shape[0]} x {ds.detector_shape[1]} pixels (rows x cols)"),
-        ("array", f"{ds.shape} = (scan rows, scan cols, detector rows, detector cols)"),
-        ("dtype", str(ds.dtype)),
-        ("size", f"{disk} on disk, {_bytes(ds.nbytes)} as an array"),
-        ("non-finite", f"{bad:,} pattern{'s' if bad != 1 else ''}{bad_note}"),
-    ]
-    for key, value in lines:
+    for key, value in describe(ds, survey):
         out.print(f"{key:<11} {value}", highlight=False, soft_wrap=True)
-    if bad:
-        console.print(f"warning: {ds.source}: {bad:,} pattern{'s hold' if bad != 1 else ' holds'} NaN or inf"
-                      f"{bad_note}", highlight=False, soft_wrap=True)
+    if len(survey.nonfinite):
+        console.print(f"warning: {ds.source}: {nonfinite_note(survey)}", highlight=False, soft_wrap=True)
     out.print("virtual bright field (red / '!': non-finite patterns):", highlight=False)
-    out.print(ScanImage(image))
-
-
-def _bytes(n: float) -> str:
-    """``1,234 B``, ``12.3 MiB``, ... for people."""
-    if n < 1024:
-        return f"{int(n):,} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
+    out.print(ScanImage(survey.marked_image()))
 
 
 @app.command()
@@ -172,7 +142,7 @@ def label(
     budget: int = typer.Option(..., "--budget", help="Confirmed labels wanted in the file (skips do not count)."),
     sampler: str = typer.Option("grid-midpoint", "--sampler",
                                 help="grid-midpoint, random, uncertainty, hybrid, or package.module:Class."),
-    step: int | None = typer.Option(None, "--step", help="Grid step of grid-midpoint (default: from the budget)."),
+    step: int | None = typer.Option(None, "--step", help="Grid step of grid-midpoint/hybrid (default: budget)."),
     truth: Path | None = typer.Option(None, "--truth",
                                       help="Answer from this label file (CSV or ghost-hunter YAML), unattended."),
     fill: str = typer.Option("skip", "--fill", help="Positions the truth lacks: skip, or nearest (flagged)."),
@@ -199,7 +169,7 @@ def label(
         console.print(f"{labels}: dropped a torn last line (an answer that was never confirmed)")
     oracle = _make_oracle(truth, fill, ds.scan_shape, store)
     chosen = _make_sampler(sampler, step, seed)
-    net = _make_model(model, ds, seed, chosen)
+    net = _make_model(model, ds, seed, chosen, store)
 
     if truth is not None and console.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -212,7 +182,7 @@ def label(
     else:
         result = run_labelling(ds, store, chosen, oracle, budget, model=net)
         if truth is None:
-            console.clear()
+            oracle.console.clear()
 
     classes = ", ".join(f"{name} {n}" for name, n in result.per_class.items())
     out.print(f"{result.labelled} of {budget} labelled ({STOP_REASONS[result.stopped]}): {classes}; "
@@ -241,7 +211,7 @@ def _plot_labels(ds, labels: Path, png: Path) -> None:
     from al4dstem.labels import read_labels
 
     rows = read_labels(labels, ds.scan_shape) if labels.exists() else []
-    plot_sampling_pattern(png, rows, ds.scan_shape, ds.virtual_image(), title=f"{labels.name}")
+    plot_sampling_pattern(png, rows, ds.scan_shape, ds.virtual_image(), title=labels.name)
     out.print(f"sampling pattern written to {png}", highlight=False)
 
 
@@ -263,7 +233,7 @@ def _make_oracle(truth: Path | None, fill: str, scan_shape, store):
     if truth is None:
         from al4dstem.oracles import TerminalOracle
 
-        return TerminalOracle(console=console)
+        return TerminalOracle(console=console if console.is_terminal or not out.is_terminal else out)
     from al4dstem.loop import unanswered
     from al4dstem.oracles import TruthOracle
 
@@ -277,9 +247,10 @@ def _make_oracle(truth: Path | None, fill: str, scan_shape, store):
     return oracle
 
 
-def _make_model(path: Path | None, ds, seed: int, sampler):
-    """The model given, or a new one for a sampler that needs a model (trained from the labels)."""
-    if path is None and not sampler.needs_model:
+def _make_model(path: Path | None, ds, seed: int, sampler, store):
+    """The model given, or a new one for a sampler that needs a model, when the labels so far
+    (two classes at least) can train it; without one the loop says what is needed."""
+    if path is None and (not sampler.needs_model or len(set(store.labels.values())) < 2):
         return None
     from al4dstem.models import CNNClassifier
 
@@ -336,11 +307,12 @@ def predict(
     from al4dstem.engines.local import predict_dataset
     from al4dstem.labels import as_arrays, read_labels
     from al4dstem.maps import check_writable, write_prediction
-    from al4dstem.models import CNNClassifier
 
     start = time.perf_counter()
     check_writable(out_prefix)
     ds = open_dataset(data, dataset)
+    from al4dstem.models import CNNClassifier  # torch: imported once the cheap checks have passed
+
     clf = CNNClassifier.load(model, dataset=ds)
     clf.check_compatible(ds)
     marks = as_arrays(read_labels(labels, ds.scan_shape)) if labels is not None else None
@@ -385,18 +357,18 @@ def evaluate(
         return
     from rich.table import Table
 
-    table = Table(title=f"{prediction}: accuracy {m['accuracy']:.4f} on {m['n_evaluated']} positions "
-                        f"({m['n_excluded']} excluded, {m['n_unclassified']} not classifiable)")
-    table.add_column("truth \\ predicted")
-    for name in CLASSES:
-        table.add_column(name, justify="right")
-    for col in ("precision", "recall", "F1", "support"):
-        table.add_column(col, justify="right")
+    out.print(f"{prediction}: accuracy [bold]{m['accuracy']:.4f}[/bold] on {m['n_evaluated']} positions "
+              f"({m['n_excluded']} excluded, {m['n_unclassified']} not classifiable)", highlight=False, soft_wrap=True)
+    scores = Table("class", "precision", "recall", "F1", "support")
+    confusion = Table("truth \\ predicted", *CLASSES)
     for i, name in enumerate(CLASSES):
         s = m["per_class"][name]
-        table.add_row(name, *map(str, m["confusion_matrix"][i]), f"{s['precision']:.3f}", f"{s['recall']:.3f}",
-                      f"{s['f1']:.3f}", str(s["support"]))
-    out.print(table)
+        scores.add_row(name, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", str(s["support"]))
+        confusion.add_row(name, *map(str, m["confusion_matrix"][i]))
+    for table in (scores, confusion):
+        for column in table.columns[1:]:
+            column.justify = "right"
+        out.print(table)
 
 
 @app.command()

@@ -65,7 +65,7 @@ def run_labelling(dataset, store: LabelStore, sampler: Sampler, oracle: Oracle, 
     try:
         while len(store.labels) < budget:
             if retrain and model is not None and fitted_at != result.added + result.undone:
-                _fit(model, store)
+                _fit(model, store, sampler)
                 fitted_at = result.added + result.undone
             context = _context(dataset, store, budget, model)
             if not len(context.candidates):
@@ -187,12 +187,20 @@ def _last_round(store: LabelStore) -> int:
     return max((int(r) for r in rounds if r.strip().isdigit()), default=-1)
 
 
-def _fit(model, store: LabelStore) -> None:
+def _fit(model, store: LabelStore, sampler) -> None:
     labels = store.labels
     if len(set(labels.values())) < 2:
         return  # one class teaches nothing; keep the model as it is
-    positions = np.array(list(labels), dtype=np.int64)
-    model.fit(positions, np.array(list(labels.values()), dtype=np.int64))
+    first = not hasattr(model, "classes_")
+    try:
+        model.fit(np.array(list(labels), dtype=np.int64), np.array(list(labels.values()), dtype=np.int64))
+    except Al4dstemError as e:
+        if not first:
+            raise
+        raise Al4dstemError(
+            f"sampler {type(sampler).__name__} needs a trained model, and training one on the {len(labels)} "
+            f"label(s) so far failed ({e}): label more first (e.g. --sampler grid-midpoint --budget 20 on "
+            "the same label file), or give --model MODEL.pt") from None
 
 
 def _totals(result: LabellingResult, store: LabelStore) -> LabellingResult:

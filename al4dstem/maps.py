@@ -6,9 +6,11 @@ none, vertical, horizontal, painted R = none, G = vertical, B = horizontal (pape
 or a non-finite probability row) are painted black: a probability row sums to 1, so at least
 one channel of a classified position is >= 85 and black cannot be mistaken for a class.
 
-A prediction ``PREFIX`` is written as ``PREFIX.npy`` (probabilities; uniform 1/3 where not
-classifiable), ``PREFIX_valid.npy`` (bool ``(rows, cols)``), ``PREFIX.png`` (the RGB map, scaled
-up) and ``PREFIX_figure.png`` (map, confidence, labelled positions).
+In memory, a position that could not be classified has NaN probabilities. On disk a prediction
+``PREFIX`` is ``PREFIX.npy`` (float32, finite everywhere: a uniform 1/3 row where not
+classifiable, so every row sums to 1), ``PREFIX_valid.npy`` (bool ``(rows, cols)``, False there),
+``PREFIX.png`` (the RGB map, scaled up) and ``PREFIX_figure.png`` (map, confidence, labelled
+positions); ``load_prediction`` turns the file back into NaN rows.
 """
 
 from __future__ import annotations
@@ -105,21 +107,25 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None) 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     probs = _check_probs(probs)
     rows, cols = probs.shape[:2]
     colours = np.eye(3)
-    width = 10.0
-    panel_h = max(1.2, width * 0.85 * rows / cols)
-    fig = Figure(figsize=(width, 2 * panel_h + 1.6), layout="constrained")
+    stacked = cols >= 2 * rows  # wide scans: map above confidence; others side by side
+    panel_w = 9.5 if stacked else 4.6
+    panel_h = min(6.0, max(1.0, panel_w * rows / cols))
+    size = (11.0, 2 * panel_h + 1.3) if stacked else (11.0, panel_h + 1.4)
+    fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
-    ax_map, ax_conf = fig.subplots(2, 1, sharex=True, sharey=True)
+    ax_map, ax_conf = fig.subplots(*((2, 1) if stacked else (1, 2)), sharex=True, sharey=True)
     ax_map.imshow(rgb_map(probs, valid), interpolation="nearest", aspect="equal")
-    ax_map.set_title("domain map (R none, G vertical, B horizontal; black: not classifiable)", fontsize=9)
+    ax_map.set_title("domain map: R none, G vertical, B horizontal\n(black: not classifiable)", fontsize=8,
+                     loc="left")
     conf = ax_conf.imshow(confidence_map(probs, valid), cmap="viridis", vmin=0, vmax=1,
                           interpolation="nearest", aspect="equal")
-    ax_conf.set_title("confidence (1 - normalised entropy)", fontsize=9)
-    fig.colorbar(conf, ax=ax_conf, shrink=0.9, pad=0.01)
+    ax_conf.set_title("confidence: 1 - normalised entropy\n(white: not classifiable)", fontsize=8, loc="left")
+    fig.colorbar(conf, ax=[ax_map, ax_conf], fraction=0.015 if stacked else 0.03, pad=0.01)
     if labels is not None:
         pos, cls = (np.asarray(a) for a in labels)
         if len(pos):
@@ -127,11 +133,15 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None) 
                 ax.scatter(pos[:, 0], pos[:, 1], c=colours[cls], s=14, edgecolors="white", linewidths=0.7)
             handles = [Line2D([], [], marker="o", ls="", color=colours[i], markeredgecolor="white", label=name)
                        for i, name in enumerate(CLASSES)]
-            ax_map.legend(handles=handles, title=f"{len(pos)} labels", fontsize=7, title_fontsize=7,
-                          loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+            ax_map.legend(handles=handles, title=f"{len(pos)} labelled positions", fontsize=7, title_fontsize=7,
+                          ncols=3, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                          borderaxespad=0.1)
     for ax in (ax_map, ax_conf):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4 if stacked else "auto", integer=True))
+        ax.set_xlabel("x (scan column)")
         ax.set_ylabel("y (scan row)")
-    ax_conf.set_xlabel("x (scan column)")
+        ax.label_outer()
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)
@@ -169,13 +179,17 @@ def check_writable(prefix) -> dict[str, Path]:
     return paths
 
 
-def write_prediction(prefix, probs, valid, labels=None, figure: bool = True) -> dict[str, Path]:
-    """Write ``PREFIX.npy``, ``PREFIX_valid.npy``, ``PREFIX.png`` and (if ``figure``) ``PREFIX_figure.png``."""
+def write_prediction(prefix, probs, valid=None, labels=None, figure: bool = True) -> dict[str, Path]:
+    """Write ``PREFIX.npy``, ``PREFIX_valid.npy``, ``PREFIX.png`` and (if ``figure``) ``PREFIX_figure.png``.
+
+    Positions not classified (``valid`` False or a non-finite row) are stored as uniform 1/3 rows.
+    """
     paths = check_writable(prefix)
-    probs = np.ascontiguousarray(_check_probs(probs), dtype=np.float32)
+    probs = _check_probs(probs)
     valid = valid_mask(probs, valid)
+    stored = np.where(valid[..., None], probs, np.float32(1 / len(CLASSES))).astype(np.float32)
     try:
-        np.save(paths["probs"], probs)
+        np.save(paths["probs"], stored)
         np.save(paths["valid"], valid)
     except OSError as e:
         raise Al4dstemError(f"{paths['probs']}: cannot write ({e.strerror or e})") from None
@@ -188,20 +202,22 @@ def write_prediction(prefix, probs, valid, labels=None, figure: bool = True) -> 
 
 
 def load_prediction(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs, valid)`` of ``PREFIX.npy``; ``valid`` from ``PREFIX_valid.npy`` when present."""
+    """``(probs, valid)`` of ``PREFIX.npy``; with ``PREFIX_valid.npy`` beside it, rows it marks False become NaN."""
     paths = output_paths(path)
     path = Path(path)
     if not path.exists():
         raise Al4dstemError(f"{path}: no such file")
-    probs = _load_npy(path)
-    _check_probs(probs)
-    valid = None
+    try:
+        probs = _check_probs(_load_npy(path)).astype(np.float32, copy=False)
+    except Al4dstemError as e:
+        raise Al4dstemError(f"{path}: {e}") if not str(e).startswith(str(path)) else e from None
     if paths["valid"].exists():
         valid = _load_npy(paths["valid"])
         if valid.shape != probs.shape[:2] or valid.dtype != bool:
             raise Al4dstemError(f"{paths['valid']}: expected a bool mask of shape {probs.shape[:2]}, "
                                 f"got {valid.dtype} {valid.shape}")
-    return probs, valid_mask(probs, valid)
+        probs = np.where(valid[..., None], probs, np.float32(np.nan))
+    return probs, valid_mask(probs)
 
 
 def _load_npy(path: Path) -> np.ndarray:

@@ -420,22 +420,25 @@ def _paint_disk(img: np.ndarray, cy: float, cx: float, radius: float, value: flo
 class _Templates:
     """Basis images on the padded canvas, and what is needed to use them."""
 
-    basis: np.ndarray  # (_N_BASIS, side * side) float32, each family normalised (see _render)
+    basis: np.ndarray  # (_N_BASIS, side * side) float32, in electrons per unit weight
     side: int
     pad: int
 
 
-def _render_templates(detector: int, physics: Physics, seed: int) -> _Templates:
-    """Render the noiseless families once: central disk, background, main and ghost disks."""
-    k = detector
-    pad = int(math.ceil(physics.drift * k)) + 2
+def _disk_images(k: int, pad: int, physics: Physics, seed: int) -> dict[str, np.ndarray]:
+    """Noiseless disks of each family on a (k + 2 pad)^2 canvas, before any normalisation.
+
+    Reflection (i, j) sits at centre + i a + j b, where a (b) is the half-order step along the
+    crystal axis closest to detector x (y), rotated by ``rotation``. Diffracted disks carry a
+    fixed random structure factor times an envelope in |q|; the central disk has weight 1.
+    """
     side = k + 2 * pad
     centre = pad + (k - 1) / 2.0
     step = physics.spacing * k
     radius = max(physics.disk_radius * k, 0.8)
     theta = np.deg2rad(physics.rotation)
-    ax, ay = step * np.cos(theta), step * np.sin(theta)  # (1, 0): along detector x
-    bx, by = -step * np.sin(theta), step * np.cos(theta)  # (0, 1): along detector y
+    ax, ay = step * np.cos(theta), step * np.sin(theta)
+    bx, by = -step * np.sin(theta), step * np.cos(theta)
     structure = np.exp(_rng(seed, _LATTICE).normal(0, physics.disk_variation, (2 * _SF_HALF + 1,) * 2))
     envelope_q = 0.25 * k
 
@@ -446,27 +449,39 @@ def _render_templates(detector: int, physics: Physics, seed: int) -> _Templates:
             cx, cy = centre + i * ax + j * bx, centre + i * ay + j * by
             name = _family(i, j) or "central"
             q = math.hypot(cx - centre, cy - centre)
-            weight = 1.0 if name == "central" else structure[i + _SF_HALF, j + _SF_HALF] * math.exp(
-                -((q / envelope_q) ** 2))
+            weight = 1.0
+            if name != "central":
+                weight = structure[i + _SF_HALF, j + _SF_HALF] * math.exp(-((q / envelope_q) ** 2))
             _paint_disk(images[name], cy, cx, radius, weight)
+    return images
 
-    yy, xx = np.mgrid[0:side, 0:side]
-    q = np.hypot(yy - centre, xx - centre)
-    diffuse = np.exp(-q / (0.2 * k))
+
+def _render_templates(detector: int, physics: Physics, seed: int) -> _Templates:
+    """The basis, rendered once: central disk, background, and (flat, skew x, skew y) per family.
+
+    Central disk, background and main family hold one electron each on the detector at zero
+    drift, so basis weights are electrons per pattern; ghosts share the main family's scale,
+    which makes ``ghost_strength`` a disk-to-disk ratio.
+    """
+    k = detector
+    pad = int(math.ceil(physics.drift * k)) + 2  # room for the largest drift
+    side = k + 2 * pad
+    centre = pad + (k - 1) / 2.0
+    images = _disk_images(k, pad, physics, seed)
     window = (slice(pad, pad + k), slice(pad, pad + k))  # the detector at zero drift
 
-    def per_dose(img):  # scaled so the detector window holds one electron in total
+    def one_electron(img):
         return img / max(img[window].sum(), 1e-12)
 
-    background = 0.7 * per_dose(diffuse) + 0.3 * per_dose(np.ones((side, side)))
+    yy, xx = np.mgrid[0:side, 0:side]
+    diffuse = np.exp(-np.hypot(yy - centre, xx - centre) / (0.2 * k))  # inelastic / thermal diffuse halo
+    skew_x, skew_y = (xx - centre) / (k / 2), (yy - centre) / (k / 2)  # tilt: linear intensity skew
     main_scale = 1.0 / max(images["main"][window].sum(), 1e-12)
-    skew_x, skew_y = (xx - centre) / (k / 2), (yy - centre) / (k / 2)
 
     basis = np.zeros((_N_BASIS, side, side), dtype=np.float32)
-    basis[_CENTRAL] = per_dose(images["central"])
-    basis[_BACKGROUND] = background
+    basis[_CENTRAL] = one_electron(images["central"])
+    basis[_BACKGROUND] = 0.7 * one_electron(diffuse) + 0.3 * one_electron(np.ones((side, side)))
     for f, name in enumerate(_FAMILIES):
-        # ghosts share the main family's scale, so ghost_strength is a disk-to-disk ratio
         img = images[name] * main_scale
         first = _FIRST_FAMILY + 3 * f
         basis[first], basis[first + 1], basis[first + 2] = img, img * skew_x, img * skew_y
@@ -547,7 +562,7 @@ def _make_plan(scan: _Scan, physics: Physics) -> _Plan:
 
 
 def poisson_counts(rng: np.random.Generator, lam: np.ndarray, small: float = 2.0) -> np.ndarray:
-    """Poisson samples of means ``lam`` (uint32, same shape); ~2x numpy's when most means are < 1.
+    """Poisson samples of means ``lam`` (uint32, same shape); 1.5-2x numpy's speed when most are < 1.
 
     numpy pays a scalar ``exp`` per pixel. Here, by inverse transform: ``exp(-lam) >= 1 - lam``,
     so a uniform ``u <= 1 - lam`` means zero counts without any exponential; only the remaining
@@ -653,11 +668,11 @@ def _stream(plan: _Plan, threads: int | None) -> Iterator[tuple[int, int, int, n
 
 # ============================================================ public entry points
 
-Progress = Callable[[int, int], None]  # (positions done, positions in all)
+ProgressCallback = Callable[[int, int], None]  # (positions done, positions in all)
 
 
 def simulate_scan(nx: int = 206, ny: int = 34, detector: int = 256, geometry: str = "bands", seed: int = 0,
-                  threads: int | None = None, progress: Progress | None = None,
+                  threads: int | None = None, progress: ProgressCallback | None = None,
                   **physics_options) -> SimulatedScan:
     """Simulate a scan in memory (uint16 ``(ny, nx, detector, detector)``; see ``Physics`` for options).
 
@@ -680,7 +695,7 @@ def simulate_scan(nx: int = 206, ny: int = 34, detector: int = 256, geometry: st
 
 def simulate_to_file(out_path: str | os.PathLike, truth_path: str | os.PathLike | None = None,
                      nx: int = 206, ny: int = 34, detector: int = 256, geometry: str = "bands",
-                     seed: int = 0, threads: int | None = None, progress: Progress | None = None,
+                     seed: int = 0, threads: int | None = None, progress: ProgressCallback | None = None,
                      **physics_options) -> SimulatedFile:
     """Simulate straight into ``.npy`` (memory-mapped) or ``.h5/.hdf5`` (dataset "data").
 

@@ -56,7 +56,7 @@ def test_memory_mapped_file_gives_the_same_map(model, tmp_path):
     assert np.array_equal(ds.load(), data)  # unmapping pages lost nothing
 
 
-def test_nan_patterns_are_flagged_not_classified(model):
+def test_nan_patterns_are_flagged_and_not_classified(model):
     data = scan(dtype=np.float32, seed=2)
     data[1, 2, 3, 4] = np.nan
     data[3, 0, :, :] = np.inf
@@ -64,8 +64,7 @@ def test_nan_patterns_are_flagged_not_classified(model):
     bad = np.zeros((7, 6), bool)
     bad[1, 2] = bad[3, 0] = True
     assert np.array_equal(valid, ~bad)
-    assert np.all(probs[bad] == np.float32(1 / 3))
-    assert np.isfinite(probs).all()
+    assert np.isnan(probs[bad]).all() and np.isfinite(probs[~bad]).all()
     good = model.predict_proba(data[~bad])
     np.testing.assert_allclose(probs[~bad], good, rtol=1e-4, atol=1e-5)
 
@@ -136,11 +135,11 @@ def test_pages_of_a_mapped_scan_do_not_stay_resident(tmp_path):
     np.save(tmp_path / "b.npy", data)
     predict_dataset(big, data[:1], batch_size=64)  # warm up: libraries' own pages
     before = _rss_file_kb()
-    predict_dataset(big, open_dataset(tmp_path / "a.npy"), batch_size=64)
-    streamed = _rss_file_kb() - before
+    mapped = open_dataset(tmp_path / "a.npy")
+    predict_dataset(big, mapped, batch_size=64)
+    streamed = _rss_file_kb() - before  # measured while the file is still mapped
     plain = np.load(tmp_path / "b.npy", mmap_mode="r")
     int(plain.sum(dtype=np.uint64))  # an ordinary read of a memory map keeps its pages
     kept = _rss_file_kb() - before - streamed
-    print("RSS", streamed, kept)
     assert kept > 24_000
     assert streamed < kept / 4

@@ -157,6 +157,18 @@ def test_resume_gives_the_same_labels_as_an_uninterrupted_run(dataset, tmp_path,
     assert [r["source"] for r in rows(parts)] == [r["source"] for r in rows(whole)]
 
 
+@pytest.mark.parametrize("stop_after", [3, 8, 15])
+def test_resume_with_the_paper_sampler(dataset, tmp_path, stop_after):
+    from al4dstem.strategies import GridMidpointSampler
+
+    whole, parts = tmp_path / "whole.csv", tmp_path / "parts.csv"
+    run_labelling(dataset, LabelStore(whole), GridMidpointSampler(), TruthOracle(TRUTH), budget=20)
+    run_labelling(dataset, LabelStore(parts), GridMidpointSampler(), QuitAfter(TruthOracle(TRUTH), stop_after),
+                  budget=20)
+    run_labelling(dataset, LabelStore(parts), GridMidpointSampler(), TruthOracle(TRUTH), budget=20)
+    assert sequence(parts) == sequence(whole) and len(sequence(whole)) == 20
+
+
 def test_stops_when_the_sampler_runs_out(dataset, tmp_path):
     store = LabelStore(tmp_path / "l.csv", dataset.scan_shape)
     result = run_labelling(dataset, store, GridThenBoundary(), TruthOracle({}), budget=5)
@@ -174,12 +186,15 @@ def test_progress_reports_confirmed_labels(dataset, tmp_path):
 
 
 class NearestModel(Model):
-    """1-nearest-neighbour on positions; counts its fits."""
+    """1-nearest-neighbour on positions; counts its fits; refuses fewer than ``min_labels``."""
 
-    def __init__(self):
+    def __init__(self, min_labels=1):
+        self.min_labels = min_labels
         self.fits = []
 
     def fit(self, X, y):
+        if len(y) < self.min_labels:
+            raise Al4dstemError(f"at least {self.min_labels} labels needed")
         self.fits.append(len(y))
         self.X_, self.y_ = np.asarray(X), np.asarray(y)
         self.classes_ = np.array([0, 1, 2])
@@ -218,7 +233,15 @@ def test_sampler_needing_a_model_says_what_is_needed(dataset, tmp_path):
     with pytest.raises(Al4dstemError, match="at least two classes.*grid-midpoint"):
         run_labelling(dataset, LabelStore(path), LeastConfident(), TruthOracle(TRUTH), budget=3,
                       model=NearestModel())
-    assert not path.exists()  # refused before anything was written
+    assert not path.exists()
+    store = LabelStore(path)
+    for x, c in enumerate([1, 2, 1]):
+        store.append(x, 0, c)
+    before = path.read_bytes()
+    with pytest.raises(Al4dstemError, match="training one on the 3 label.*at least 5 labels.*grid-midpoint"):
+        run_labelling(dataset, LabelStore(path), LeastConfident(), TruthOracle(TRUTH), budget=9,
+                      model=NearestModel(min_labels=5))
+    assert path.read_bytes() == before  # refused before anything was written
 
 
 # ---------------------------------------------------------------- contract breaches

@@ -128,7 +128,14 @@ def test_prediction_files_round_trip(tmp_path):
     valid = np.array([[True, True], [True, False]])
     paths = write_prediction(tmp_path / "pred", probs, valid, labels=(np.array([[0, 0]]), np.array([0])))
     assert sorted(p.name for p in paths.values()) == ["pred.npy", "pred.png", "pred_figure.png", "pred_valid.npy"]
+    stored = np.load(paths["probs"])
+    assert stored.dtype == np.float32 and np.isfinite(stored).all() and np.allclose(stored[1, 1], 1 / 3)
     got, got_valid = load_prediction(tmp_path / "pred.npy")
-    assert got.dtype == np.float32 and np.array_equal(got, probs) and np.array_equal(got_valid, valid)
+    assert np.array_equal(got_valid, valid) and np.isnan(got[1, 1]).all()
+    assert np.array_equal(got[valid], probs[valid])
+    probs[1, 1] = np.nan  # in memory, not classifiable is NaN: stored the same way
+    write_prediction(tmp_path / "nan", probs, figure=False)
+    assert np.array_equal(np.load(tmp_path / "nan.npy"), stored)
+    assert np.array_equal(np.load(tmp_path / "nan_valid.npy"), valid)
     with pytest.raises(Al4dstemError, match="does not exist"):
         write_prediction(tmp_path / "nope" / "pred", probs, valid)

@@ -125,6 +125,17 @@ def test_grid_midpoint_converges_onto_the_wall(slope):
         assert labelled.get((x, y)) == 1 and labelled.get((x + 1, y)) == 2, f"wall not pinned on row {y}"
 
 
+def test_grid_midpoint_stands_in_for_skipped_points():
+    truth = _two_domains(rows=21, cols=64, wall=37)
+    truth[10, 23] = -1  # a grid node (lines x = 7, 23, 39, 55; y = 0, 10, 20) the oracle skips
+    run = run_sampler(GridMidpointSampler(step=(16, 10)), truth, budget=None, batch=4)
+    assert run.skipped.tolist() == [[23, 10]]
+    near = [p for p in run.positions.tolist() if abs(p[0] - 23) <= 4 and abs(p[1] - 10) <= 2]
+    assert len(near) == 1, f"one stand-in for the skipped node, got {near}"
+    labelled = {tuple(p) for p in run.positions.tolist()}
+    assert (36, 10) in labelled and (37, 10) in labelled, "the wall is still pinned on the node's row"
+
+
 def test_grid_midpoint_resumes_exactly():
     truth = coherent_truth((20, 30), np.random.default_rng(3), n_domains=4)
     full = run_sampler(GridMidpointSampler(), truth, budget=60, batch=1)

@@ -250,3 +250,21 @@ def test_cli_unknown_geometry_is_one_clear_line(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "error: unknown geometry 'spiral' (one of " + ", ".join(GEOMETRIES) + ")"]
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_cli_defaults_are_the_library_defaults():
+    """The CLI spells its defaults out for --help; they must not drift from Physics and simulate_scan."""
+    import inspect
+
+    import typer
+
+    from al4dstem.cli import app
+
+    command = typer.main.get_command(app).commands["simulate"]
+    cli = {p.name: p.default for p in command.params}
+    library = {**vars(Physics()), **{name: p.default for name, p in inspect.signature(simulate_scan).parameters.items()
+                                     if p.default is not inspect.Parameter.empty}}
+    shared = set(cli) & set(library)
+    assert {"dose", "ghost_strength", "wall_width", "none_width", "rotation", "drift", "counting", "nx", "ny",
+            "detector", "geometry", "seed", "threads"} <= shared
+    assert {name: cli[name] for name in shared} == {name: library[name] for name in shared}

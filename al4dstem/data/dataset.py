@@ -35,6 +35,12 @@ class Survey:
     virtual_image: np.ndarray  # (rows, cols) float64; NaN where the detector region was not finite
     nonfinite: np.ndarray  # (k, 2) int64 (x, y) of patterns holding NaN or inf
 
+    def marked_image(self) -> np.ndarray:
+        """The virtual image with every non-finite pattern set to NaN (wherever its bad pixels are)."""
+        image = self.virtual_image.copy()
+        image[self.nonfinite[:, 1], self.nonfinite[:, 0]] = np.nan
+        return image
+
 
 class Dataset:
     """Lazy access to a 4D-STEM scan.

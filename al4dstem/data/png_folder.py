@@ -9,6 +9,7 @@ that gaps, duplicates and mixed sizes are reported up front; pixels are read on 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ _MODE_DTYPES = {
     "I": np.int32, "F": np.float32,
 }
 _COLOUR_MODES = ("P", "PA", "LA", "RGB", "RGBA")  # read as grey ("L")
+READ_THREADS = min(4, os.cpu_count() or 1)
 
 
 class PngFolder:
@@ -126,9 +128,18 @@ class PngFolder:
         ys = _axis_indices(row_key, rows)
         xs = _axis_indices(col_key, cols)
         block = np.empty((len(ys), len(xs), *self.shape[2:]), dtype=self.dtype)
-        for i, y in enumerate(ys):
-            for j, x in enumerate(xs):
-                block[i, j] = self.read(x, y)
+        jobs = [(i, j, x, y) for i, y in enumerate(ys) for j, x in enumerate(xs)]
+
+        def fill(job):
+            i, j, x, y = job
+            block[i, j] = self.read(x, y)
+
+        if READ_THREADS > 1 and len(jobs) >= 2 * READ_THREADS:  # PNG decoding releases the GIL
+            with ThreadPoolExecutor(READ_THREADS) as pool:
+                list(pool.map(fill, jobs))
+        else:
+            for job in jobs:
+                fill(job)
         # drop the axes that were indexed by integers, then apply detector indices
         squeeze = tuple(a for a, k in enumerate((row_key, col_key)) if _is_int(k))
         block = block.reshape([s for a, s in enumerate(block.shape) if a not in squeeze])

@@ -1,4 +1,5 @@
-"""A scan-sized image (e.g. a virtual bright field) drawn in the terminal with rich.
+"""What ``al4dstem info`` shows: a summary of a dataset, and a scan-sized image (e.g. a
+virtual bright field) drawn in the terminal with rich.
 
 On a colour terminal each character cell shows two pixels stacked with the upper half block
 (foreground = upper pixel, background = lower), in grey; rich reduces the colours to what the
@@ -17,6 +18,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.style import Style
+
+from al4dstem.data.dataset import Dataset, Survey
 
 RAMP = " .:-=+*#%@"  # dark -> bright
 BAD_RGB = (230, 40, 40)
@@ -126,3 +129,42 @@ def _rgb(v: float) -> tuple[int, int, int]:
         return BAD_RGB
     g = int(round(v * 255))
     return (g, g, g)
+
+
+# ---------------------------------------------------------------- the summary
+
+
+def describe(ds: Dataset, survey: Survey) -> list[tuple[str, str]]:
+    """``(key, value)`` lines about a dataset: format, shape, dtype, size, broken patterns."""
+    rows, cols = ds.scan_shape
+    disk = human_bytes(ds.size_on_disk) if ds.size_on_disk is not None else "unknown"
+    bad = len(survey.nonfinite)
+    return [
+        ("data", ds.source),
+        ("format", ds.format),
+        ("scan", f"{cols} x {rows} (cols x rows), {ds.n_positions:,} positions"),
+        ("detector", f"{ds.detector_shape[0]} x {ds.detector_shape[1]} pixels (rows x cols)"),
+        ("array", f"{ds.shape} = (scan rows, scan cols, detector rows, detector cols)"),
+        ("dtype", str(ds.dtype)),
+        ("size", f"{disk} on disk, {human_bytes(ds.nbytes)} as an array"),
+        ("non-finite", nonfinite_note(survey) if bad else "0 patterns"),
+    ]
+
+
+def nonfinite_note(survey: Survey) -> str:
+    """``3 patterns hold NaN or inf, e.g. x=7, y=3; ...`` (for a survey that found some)."""
+    bad = len(survey.nonfinite)
+    x, y = survey.nonfinite[0]
+    return (f"{bad:,} pattern{'s hold' if bad != 1 else ' holds'} NaN or inf, e.g. x={x}, y={y}; "
+            f"preprocessing counts those pixels as 0")
+
+
+def human_bytes(n: float) -> str:
+    """``1,234 B``, ``12.3 MiB``, ... for people."""
+    if n < 1024:
+        return f"{int(n):,} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} TiB"

@@ -6,8 +6,8 @@ grows with the scan. Pages of a memory-mapped file are unmapped once their batch
 preprocessed: the file stays in the page cache, but not in this process's resident memory.
 
 Patterns holding NaN or inf are not classifiable: their ``valid`` flag is False and their
-probabilities are the uniform ``1/3`` row (finite, summing to 1, maximal entropy), so that
-probability files stay valid while the mask tells which positions were not classified.
+probabilities NaN, as ``CNNClassifier.predict_proba`` gives them (files written by
+``al4dstem.maps.write_prediction`` store them as uniform 1/3 rows plus a validity mask).
 
 An engine is one function, ``predict_dataset(model, dataset, ...) -> (probs, valid)``; other
 engines (a LiberTEM UDF for clusters) live beside this one with the same signature.
@@ -66,7 +66,7 @@ def predict_dataset(model, dataset, batch_size: int = DEFAULT_BATCH_SIZE, progre
 
     Returns
     -------
-    probs : float32 ``(rows, cols, 3)``, order none, vertical, horizontal; uniform 1/3 where invalid.
+    probs : float32 ``(rows, cols, 3)``, order none, vertical, horizontal; NaN where not valid.
     valid : bool ``(rows, cols)``, False where a pattern held NaN/inf (or the network gave non-finite output).
     """
     import torch
@@ -94,7 +94,7 @@ def predict_dataset(model, dataset, batch_size: int = DEFAULT_BATCH_SIZE, progre
                 p = _forward(model, x)
                 spent["network"] += time.perf_counter() - t
                 ok &= np.isfinite(p).all(axis=1)
-                p[~ok] = 1.0 / N_CLASSES
+                p[~ok] = np.nan
                 probs[r0:r1] = p.reshape(r1 - r0, cols, N_CLASSES)
                 valid[r0:r1] = ok.reshape(r1 - r0, cols)
                 if progress:

@@ -77,7 +77,7 @@ class DomainNet(nn.Module):
                              f"got {input_size}")
         self.config = {"input_size": int(input_size), "widths": list(widths), "dropout": float(dropout)}
         layers = _conv_bn_relu(1, widths[0], 4, 2, 1)
-        for cin, cout in zip(widths[:-1], widths[1:]):
+        for cin, cout in zip(widths[:-1], widths[1:], strict=True):
             layers += _conv_bn_relu(cin, cout, 3, 2, 1)
         self.features = nn.Sequential(*layers)
         self.pool = GlobalPool()

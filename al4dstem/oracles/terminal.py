@@ -41,10 +41,10 @@ class TerminalOracle(Oracle):
 
     def label(self, positions, dataset) -> list:
         console = self.console or Console(stderr=True)
-        session = _Session(self, dataset, getattr(self, "context_", None))
-        answers: list = []
         if getattr(self, "zoom_", None) is None:
-            self.zoom_ = self.zoom
+            self.zoom_, self.message_ = self.zoom, ""
+        session = _Session(self, dataset, getattr(self, "context_", None), _overview(self, dataset, console))
+        answers: list = []
         with (self.keys if self.keys is not None else KeyReader()) as keys:
             for x, y in np.asarray(positions, dtype=np.int64).reshape(-1, 2):
                 answer = session.ask((int(x), int(y)), keys, console, answers)
@@ -58,8 +58,8 @@ class TerminalOracle(Oracle):
 class _Session:
     """One ``label`` call: what the screen shows, updated as the person answers."""
 
-    def __init__(self, oracle: TerminalOracle, dataset, context: QueryContext | None):
-        self.oracle, self.dataset, self.context = oracle, dataset, context
+    def __init__(self, oracle: TerminalOracle, dataset, context: QueryContext | None, overview: np.ndarray):
+        self.oracle, self.dataset, self.context, self.overview = oracle, dataset, context, overview
         self.labels: dict = {}
         self.examples: dict = {}
         if context is not None:
@@ -68,7 +68,6 @@ class _Session:
                 self.labels[(x, y)] = c
                 self.examples[c] = (x, y)
         self.patterns: dict = {}
-        self.overview = _overview(oracle, dataset)
 
     def pattern(self, position):
         if position not in self.patterns:
@@ -84,7 +83,7 @@ class _Session:
                 done=len(self.labels), budget=getattr(self.context, "budget", None),
                 overview=self.overview, labels=self.labels,
                 examples={c: (p, self.pattern(p)) for c, p in self.examples.items()},
-                guess=guess, zoom=self.oracle.zoom_, message=getattr(self.oracle, "message_", ""),
+                guess=guess, zoom=self.oracle.zoom_, message=self.oracle.message_,
             )
             console.clear()
             console.print(labelling_screen(state, console.size.width, console.size.height), crop=True)
@@ -104,7 +103,7 @@ class _Session:
                     self.examples[answer] = position
                 return answer
             elif key:
-                self.oracle.message_ = f"unknown key {key!r}: " + "h, v, n, s, u, z or q"
+                self.oracle.message_ = f"unknown key {key!r}: h, v, n, s, u, z or q"
 
     def guess(self, position) -> np.ndarray | None:
         model = getattr(self.context, "model", None)
@@ -116,9 +115,10 @@ class _Session:
         return full
 
 
-def _overview(oracle: TerminalOracle, dataset) -> np.ndarray:
+def _overview(oracle: TerminalOracle, dataset, console: Console) -> np.ndarray:
     """The scan's virtual image, computed once per dataset (it streams the whole scan)."""
     cached = getattr(oracle, "overview_", None)
     if cached is None or cached[0] is not dataset:
-        oracle.overview_ = (dataset, dataset.virtual_image())
+        with console.status("reading the scan for its overview (virtual bright field)"):
+            oracle.overview_ = (dataset, dataset.virtual_image())
     return oracle.overview_[1]

@@ -11,6 +11,11 @@
    when nothing is left at radius 1 (midpoints would coincide with their ends) it stops and
    returns an empty batch.
 
+Skips. A grid point or midpoint that was skipped ("can't tell") would leave a hole in the grid
+and end the binary search there. Instead the nearest candidate within a quarter of the current
+spacing (per axis) stands in for it, and a label within that distance of a node counts as the
+node's own. With every position available the sampler proposes exactly the paper's points.
+
 The sampler keeps no state: each query replays the lattice from the context (labels so far,
 candidates left), so resuming from a label file reproduces the same sequence. A batch never
 spans two rounds, because a round depends on the answers to the previous one: a short batch
@@ -31,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 from sklearn.base import BaseEstimator
 
 from al4dstem.base import QueryContext, Sampler
@@ -157,31 +163,93 @@ class GridMidpointSampler(BaseEstimator, Sampler):
         """The open grid points, else the first midpoint round with open proposals, else "done"."""
         shape = tuple(int(v) for v in context.scan_shape)
         sx, sy = self.steps(shape, context.budget)
-        candidate_at = index_map(context.candidates, shape)
+        near = _Nearby(context)
         grid = grid_positions(shape, (sx, sy))
-        open_grid = candidate_at[grid[:, 1], grid[:, 0]]
-        open_grid = open_grid[open_grid >= 0]
-        if len(open_grid):
-            return Round("grid", 0, open_grid)
-        label_at = index_map(context.labelled_positions, shape, np.asarray(context.labelled_classes, np.int64))
+        tolerance = (sx // 4, sy // 4)
+        todo = grid[near.label(grid, tolerance) < 0]
+        proposals = _unique(near.candidate(todo, tolerance))
+        if len(proposals):
+            return Round("grid", 0, proposals)
         ux, uy = axis_lines(shape[1], sx), axis_lines(shape[0], sy)
         while True:
             radius = max(_gap(ux), _gap(uy))
             if radius <= 1:
                 return Round("done", 0, empty())
-            mids = _midpoints(label_at, ux, uy)
-            if len(mids):
-                idx = candidate_at[mids[:, 1], mids[:, 0]]
-                keep = idx >= 0
-                if keep.any():
-                    mids, idx = mids[keep], idx[keep]
-                    return Round("midpoints", radius, idx[farthest_point_order(mids)])
+            gx, gy = np.meshgrid(ux, uy)
+            nodes = np.column_stack([gx.ravel(), gy.ravel()])
+            lattice = near.label(nodes, (_gap(ux) // 4, _gap(uy) // 4)).reshape(len(uy), len(ux))
+            mids = _midpoints(lattice, ux, uy)
             ux, uy = _refine(ux), _refine(uy)
+            tolerance = (_gap(ux) // 4, _gap(uy) // 4)  # the midpoints are nodes of the next level
+            mids = mids[near.label(mids, tolerance) < 0]
+            if len(mids):
+                proposals = near.candidate(mids, tolerance)
+                keep = proposals >= 0
+                if keep.any():
+                    order = farthest_point_order(mids[keep])
+                    return Round("midpoints", radius, _unique(proposals[keep][order]))
 
 
-def _midpoints(label_at: np.ndarray, ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
-    """Midpoints proposed by one round on the lattice ``ux x uy``: unique (x, y), row-major."""
-    lab = label_at[np.ix_(uy, ux)]  # (len(uy), len(ux)); -1 where unlabelled
+class _Nearby:
+    """Labels and candidates at, or within a tolerance of, lattice nodes.
+
+    A node nobody could label (skipped: neither labelled nor a candidate) is stood in for by
+    the nearest candidate within the tolerance, and a label within the tolerance counts as the
+    node's own. The tolerance is a quarter of the lattice spacing per axis, so the stand-in
+    zones of neighbouring nodes never overlap, and it is 0 (exact) once the spacing is under 4.
+    """
+
+    def __init__(self, context: QueryContext):
+        self.shape = tuple(int(v) for v in context.scan_shape)
+        self.candidate_at = index_map(context.candidates, self.shape)
+        labelled = np.asarray(context.labelled_positions, dtype=np.int64).reshape(-1, 2)
+        self.label_at = index_map(labelled, self.shape, np.asarray(context.labelled_classes, np.int64))
+        # Row-major order, so that ties between equally near positions never depend on input order.
+        ys, xs = np.nonzero(self.label_at >= 0)
+        self.labelled = np.column_stack([xs, ys])
+        ys, xs = np.nonzero(self.candidate_at >= 0)
+        self.candidates = np.column_stack([xs, ys])
+
+    def label(self, points: np.ndarray, tolerance) -> np.ndarray:
+        """The label at each point, else of the nearest labelled position within the tolerance, else -1."""
+        found = self._nearest(self.labelled, points, tolerance)
+        out = np.full(len(points), -1, dtype=np.int64)
+        hit = found >= 0
+        out[hit] = self.label_at[self.labelled[found[hit], 1], self.labelled[found[hit], 0]]
+        return out
+
+    def candidate(self, points: np.ndarray, tolerance) -> np.ndarray:
+        """Candidate index at each point, else of the nearest candidate within the tolerance, else -1."""
+        found = self._nearest(self.candidates, points, tolerance)
+        out = np.full(len(points), -1, dtype=np.int64)
+        hit = found >= 0
+        out[hit] = self.candidate_at[self.candidates[found[hit], 1], self.candidates[found[hit], 0]]
+        return out
+
+    @staticmethod
+    def _nearest(pool: np.ndarray, points: np.ndarray, tolerance) -> np.ndarray:
+        """Row in ``pool`` nearest each point within the tolerance ellipse (semi-axes t + 1/2), or -1."""
+        points = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+        if len(pool) == 0 or len(points) == 0:
+            return np.full(len(points), -1, dtype=np.int64)
+        scale = 1.0 / (np.asarray(tolerance, dtype=float) + 0.5)  # integer offsets <= t fall inside
+        dist, row = cKDTree(pool * scale).query(points * scale, distance_upper_bound=1.0)
+        return np.where(np.isfinite(dist), row, -1).astype(np.int64)
+
+
+def _unique(indices: np.ndarray) -> np.ndarray:
+    """``indices`` without -1 and without repeats, first occurrence kept, as int64."""
+    indices = np.asarray(indices, dtype=np.int64)
+    indices = indices[indices >= 0]
+    _, first = np.unique(indices, return_index=True)
+    return indices[np.sort(first)]
+
+
+def _midpoints(lab: np.ndarray, ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
+    """Midpoints proposed by one round on the lattice ``ux x uy`` with node labels ``lab``.
+
+    ``lab`` is ``(len(uy), len(ux))``, -1 where a node has no label. Returns unique (x, y), row-major.
+    """
     pad_lab = np.pad(lab, 1, constant_values=-1)
     pad_x = np.pad(ux, 1, constant_values=0)
     pad_y = np.pad(uy, 1, constant_values=0)

@@ -42,11 +42,13 @@ class HybridSampler(BaseEstimator, Sampler):
     """Grid-midpoint for ``share`` of the budget (the grid always completes), then walls x doubt.
 
     ``step`` is passed to the grid-midpoint phase (None: planned from the whole budget, so the
-    grid alone takes about half of it). With no budget in the context the first phase runs until
-    the grid-midpoint sampler has nothing left. ``random_state`` breaks exact ties.
+    grid alone takes about half of it and midpoint rounds the next quarter with the default
+    share). The second phase also starts early when the grid-midpoint sampler has nothing left
+    (all walls pinned, or its points skipped); with no budget in the context it starts only
+    then. ``random_state`` breaks exact ties.
     """
 
-    def __init__(self, share=0.5, step=None, random_state=None):
+    def __init__(self, share=0.75, step=None, random_state=None):
         self.share = share
         self.step = step
         self.random_state = random_state
@@ -71,8 +73,7 @@ class HybridSampler(BaseEstimator, Sampler):
         labelled = as_positions(context.labelled_positions)
         classes = np.asarray(context.labelled_classes, dtype=np.int64)
         model = context.model if context.model is not None else fit_coordinate_model(labelled, classes)
-        spacing = np.sqrt(rows * cols / max(1, len(labelled)))
-        scale = max(1.0, spacing / 2)
+        scale = max(1.0, np.sqrt(rows * cols / max(1, len(labelled))) / 2)  # half the mean label spacing
         if model is None:
             doubt, predicted = np.zeros(len(cand)), np.full(len(cand), -1)
         else:

@@ -1,0 +1,355 @@
+"""``CNNClassifier``: the CNN behind the scikit-learn-style ``Model`` contract.
+
+``X`` is either scan positions ``(n, 2)`` as (x, y), whose patterns are read lazily from the
+classifier's ``dataset``, or raw patterns ``(n, det_rows, det_cols)``. Either way patterns are
+read once and preprocessed once per call, in chunks, so memory stays bounded. modAL's query
+functions and ``ActiveLearner`` drive it like any scikit-learn classifier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
+
+from al4dstem.base import Model
+from al4dstem.data import Preprocessing, finite_mask, open_dataset
+from al4dstem.errors import Al4dstemError
+from al4dstem.labels import CLASSES
+from al4dstem.models import checkpoint
+from al4dstem.models.networks import INPUT_SIZES, NETWORKS, build_network, inference_network, network_config
+from al4dstem.models.training import Progress, TrainConfig, check_labels, train_network
+
+CHUNK = 256  # patterns read and preprocessed at a time
+N_CLASSES = len(CLASSES)
+# hyper-parameters a checkpoint keeps (dataset and preprocessing are stored their own way)
+_STORED_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "augment", "class_weight",
+                  "n_threads", "random_state", "verbose")
+
+
+def default_preprocessing(network: str, detector_shape) -> Preprocessing:
+    """The preprocessing a network is designed for, made no larger than the detector.
+
+    log scaling (counts span decades; ghosts are 1e-3..5e-2 of the main disks) and per-pattern
+    max normalisation, binned to the network's input size (128 for ``default``: the ghost disks
+    of a 512 or 256 detector stay resolved, 256 for ``paper`` as in the paper).
+    """
+    size = INPUT_SIZES.get(network, 128)
+    smallest = int(min(detector_shape))
+    if smallest < size:
+        size = max(16, smallest - smallest % 8)
+    return Preprocessing(size=size, scaling="log", normalise="max")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` torch intra-op threads (None: leave the current setting), then restore."""
+    import torch
+
+    old = torch.get_num_threads()
+    want = old if n is None else max(1, int(n))
+    if want != old:
+        torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        if want != old:
+            torch.set_num_threads(old)
+
+
+def _describe(positions: np.ndarray, limit: int = 5) -> str:
+    shown = "; ".join(f"x={x}, y={y}" for x, y in positions[:limit])
+    more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
+    return shown + more
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
+    """A small CNN classifying diffraction patterns into none / vertical / horizontal.
+
+    Parameters
+    ----------
+    network : "default" (fast, few parameters) or "paper" (the paper's network).
+    preprocessing : a ``Preprocessing``; None picks the network's own for the detector.
+    dataset : where positions are read from (a ``Dataset`` or anything ``open_dataset`` takes).
+    epochs : most epochs; None scales with the label count (400 for 50 labels, 200 for 500).
+    batch_size, lr, weight_decay : AdamW training (the paper's 4e-4 and 2e-3 by default).
+    patience : epochs without validation progress before stopping early (None: a quarter of
+        the epochs, at least 25).
+    augment : physics-aware augmentation (symmetries with label swap, intensity, shifts).
+    class_weight : "balanced" or None.
+    n_threads : torch threads while fitting and predicting (None: leave torch's setting).
+    random_state : seed of the initial weights, the split, the shuffling and the augmentation.
+    verbose : print one line per epoch to stderr.
+
+    Learned: ``network_`` (eval mode), ``preprocessing_``, ``detector_shape_``, ``classes_``
+    (always 0, 1, 2), ``history_`` (one dict per epoch), ``summary_`` (training summary).
+    """
+
+    def __init__(self, network="default", preprocessing=None, dataset=None, epochs=None, batch_size=32,
+                 lr=4e-4, weight_decay=2e-3, patience=None, augment=True, class_weight="balanced",
+                 n_threads=None, random_state=0, verbose=False):
+        self.network = network
+        self.preprocessing = preprocessing
+        self.dataset = dataset
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.augment = augment
+        self.class_weight = class_weight
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ set-up
+    def initialize(self, detector_shape) -> CNNClassifier:
+        """Build ``network_``, ``preprocessing_`` and ``detector_shape_`` with untrained weights."""
+        import torch
+
+        if self.network not in NETWORKS:
+            raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(NETWORKS)})")
+        self.detector_shape_ = tuple(int(s) for s in detector_shape)
+        if len(self.detector_shape_) != 2 or min(self.detector_shape_) < 1:
+            raise Al4dstemError(f"detector shape must be (rows, cols), got {detector_shape}")
+        prep = self.preprocessing
+        if isinstance(prep, dict):
+            prep = Preprocessing.from_dict(prep)
+        self.preprocessing_ = prep if prep is not None else default_preprocessing(self.network, self.detector_shape_)
+        prep_size = self.preprocessing_.output_shape[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state or 0))
+            self.network_ = build_network(self.network, prep_size).eval()
+        self.classes_ = np.arange(N_CLASSES)
+        self.history_ = []
+        self.summary_ = {}
+        self.label_counts_ = {}
+        self._fast = None
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "network_")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            raise NotFittedError("this CNNClassifier is not trained yet: call fit (or load a model file)")
+
+    def _dataset(self):
+        if self.dataset is None:
+            raise Al4dstemError("positions were given but the classifier has no dataset to read them from "
+                                "(pass dataset=...)")
+        if not hasattr(self, "_dataset_cache") or self._dataset_cache[0] is not self.dataset:
+            self._dataset_cache = (self.dataset, open_dataset(self.dataset))
+        return self._dataset_cache[1]
+
+    def check_compatible(self, dataset) -> None:
+        """Refuse a dataset whose detector differs from the one the model was trained on."""
+        self._check_fitted()
+        ds = open_dataset(dataset)
+        self._check_detector(tuple(ds.detector_shape), ds.source)
+
+    def _check_detector(self, shape, source: str) -> None:
+        if tuple(shape) != tuple(self.detector_shape_):
+            mr, mc = self.detector_shape_
+            dr, dc = shape
+            raise Al4dstemError(f"the model was trained on {mr} x {mc} detector patterns but {source} has "
+                                f"{dr} x {dc} patterns: train a model on this detector size")
+
+    # ------------------------------------------------------------------ input
+    @staticmethod
+    def _kind(X) -> tuple[str, np.ndarray]:
+        """("positions", (n, 2) int64) or ("patterns", (n, rows, cols)) for any accepted ``X``."""
+        if hasattr(X, "detector_shape") and hasattr(X, "get"):
+            raise Al4dstemError("pass positions or patterns, not a whole dataset (use predict_dataset)")
+        X = np.asarray(X)
+        if X.ndim == 2 and X.shape[1] == 2:
+            pos = X.astype(np.int64)
+            if X.dtype.kind == "f" and not np.array_equal(pos, X):
+                raise Al4dstemError("positions must be whole numbers (x, y)")
+            return "positions", pos
+        if X.ndim == 3:
+            return "patterns", X
+        raise Al4dstemError(f"expected positions (n, 2) or patterns (n, rows, cols), got an array of shape {X.shape}")
+
+    def _chunks(self, X):
+        """Yield ``(raw patterns, finite mask, positions or None)`` chunk by chunk."""
+        kind, arr = self._kind(X)
+        if kind == "positions":
+            ds = self._dataset()
+            self._check_detector(tuple(ds.detector_shape), ds.source)
+            for i in range(0, len(arr), CHUNK):
+                raw = ds.get(arr[i:i + CHUNK])
+                yield raw, finite_mask(raw), arr[i:i + CHUNK]
+        else:
+            self._check_detector(tuple(arr.shape[1:]), "the given patterns")
+            for i in range(0, len(arr), CHUNK):
+                raw = arr[i:i + CHUNK]
+                yield raw, finite_mask(raw), None
+
+    # ------------------------------------------------------------------ training
+    def fit(self, X, y, progress: Progress | None = None) -> CNNClassifier:
+        """Train on positions or patterns ``X`` with classes ``y`` (0 none, 1 vertical, 2 horizontal).
+
+        ``progress(epoch, max_epochs, record)`` is called after every epoch.
+        """
+        start = time.perf_counter()
+        y = np.asarray(y).reshape(-1)
+        if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= N_CLASSES)):
+            raise Al4dstemError(f"labels must be class indices 0..{N_CLASSES - 1} ({', '.join(CLASSES)})")
+        kind, arr = self._kind(X)
+        if len(arr) != len(y):
+            raise Al4dstemError(f"{len(arr)} {kind} but {len(y)} labels")
+        check_labels(y)
+        shape = self._dataset().detector_shape if kind == "positions" else arr.shape[1:]
+        self.initialize(shape)
+        x = self._read_training_patterns(X)
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                             weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
+                             class_weight=self.class_weight, seed=int(self.random_state or 0))
+        log = (lambda line: print(line, file=sys.stderr)) if self.verbose else None
+        import torch
+
+        with torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state or 0))
+            result = train_network(self.network_, x, y, config, progress=progress, log=log)
+        counts = np.bincount(y, minlength=N_CLASSES)
+        self.label_counts_ = {name: int(c) for name, c in zip(CLASSES, counts, strict=True)}
+        self.history_ = result.history
+        self.summary_ = {**result.summary(), "n_labels": int(len(y)), "label_counts": self.label_counts_,
+                         "seconds": time.perf_counter() - start}
+        self._fast = None
+        return self
+
+    def _read_training_patterns(self, X) -> np.ndarray:
+        """Preprocess the labelled patterns once; NaN/inf patterns are an error that names them."""
+        parts, bad_pos, bad_idx, offset = [], [], [], 0
+        for raw, ok, pos in self._chunks(X):
+            if not ok.all():
+                if pos is not None:
+                    bad_pos.extend(pos[~ok].tolist())
+                bad_idx.extend((offset + np.flatnonzero(~ok)).tolist())
+            parts.append(self.preprocessing_(raw))
+            offset += len(raw)
+        if bad_idx:
+            where = (f"at {_describe(np.array(bad_pos))}" if bad_pos
+                     else f"number {', '.join(str(i) for i in bad_idx[:5])}" + (" ..." if len(bad_idx) > 5 else ""))
+            raise Al4dstemError(f"{len(bad_idx)} labelled pattern(s) {where} contain NaN or inf and cannot be "
+                                "learned: remove those labels or repair the data")
+        return np.concatenate(parts)
+
+    # ------------------------------------------------------------------ inference
+    def forward_preprocessed(self, x: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``(n, 3)`` float32 for preprocessed patterns ``(n, size, size)``."""
+        import torch
+
+        self._check_fitted()
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        size = self.preprocessing_.output_shape
+        if x.ndim != 3 or tuple(x.shape[1:]) != tuple(size):
+            raise Al4dstemError(f"expected preprocessed patterns (n, {size[0]}, {size[1]}), got shape {x.shape}")
+        net = self._fast_network()
+        out = np.empty((len(x), N_CLASSES), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, len(x), CHUNK):
+                xb = torch.from_numpy(np.ascontiguousarray(x[i:i + CHUNK]))[:, None]
+                out[i:i + CHUNK] = torch.softmax(net(xb), dim=1).numpy()
+        return out
+
+    def _fast_network(self):
+        if getattr(self, "_fast", None) is None or self._fast[0] is not self.network_:
+            self._fast = (self.network_, inference_network(self.network_))
+        return self._fast[1]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``(n, 3)`` probabilities (none, vertical, horizontal) for positions or raw patterns.
+
+        A pattern holding NaN or inf is not classifiable: its row is NaN.
+        """
+        self._check_fitted()
+        parts = []
+        with torch_threads(self.n_threads):
+            for raw, ok, _ in self._chunks(X):
+                p = self.forward_preprocessed(self.preprocessing_(raw))
+                p[~ok] = np.nan
+                parts.append(p)
+        return np.concatenate(parts) if parts else np.empty((0, N_CLASSES), np.float32)
+
+    def predict(self, X) -> np.ndarray:
+        """Class indices; -1 where the pattern is not classifiable (NaN or inf)."""
+        p = self.predict_proba(X)
+        ok = np.isfinite(p).all(axis=1)
+        out = np.full(len(p), -1, dtype=np.int64)
+        out[ok] = self.classes_[np.argmax(p[ok], axis=1)]
+        return out
+
+    # ------------------------------------------------------------------ files
+    def save(self, path) -> None:
+        """Write one checkpoint file (see ``al4dstem.models.checkpoint``)."""
+        self._check_fitted()
+        params = {k: getattr(self, k) for k in _STORED_PARAMS}
+        checkpoint.write_checkpoint(path, {
+            "network": self.network,
+            "network_config": network_config(self.network_),
+            "state_dict": self.network_.state_dict(),
+            "preprocessing": self.preprocessing_.to_dict(),
+            "classes": list(CLASSES),
+            "detector_shape": list(self.detector_shape_),
+            "label_counts": dict(self.label_counts_),
+            "n_labels": int(sum(self.label_counts_.values())),
+            "params": params,
+            "training": _plain(self.summary_),
+            "history": _plain(self.history_),
+        })
+
+    @classmethod
+    def load(cls, path, dataset=None) -> CNNClassifier:
+        """A trained classifier from a checkpoint file; ``dataset`` is where positions are read."""
+        payload = checkpoint.read_checkpoint(path)
+        if list(payload["classes"]) != list(CLASSES):
+            raise Al4dstemError(f"{path}: the model's classes {payload['classes']} are not {list(CLASSES)}")
+        if payload["network"] not in NETWORKS:
+            raise Al4dstemError(f"{path}: unknown network {payload['network']!r} (one of {', '.join(NETWORKS)})")
+        try:
+            prep = Preprocessing.from_dict(payload["preprocessing"])
+            params = {k: v for k, v in dict(payload.get("params", {})).items() if k in _STORED_PARAMS}
+            model = cls(network=payload["network"], preprocessing=prep, dataset=dataset, **params)
+            model.detector_shape_ = tuple(int(s) for s in payload["detector_shape"])
+            model.preprocessing_ = prep
+            config = dict(payload["network_config"])
+            net = build_network(payload["network"], **config)
+            net.load_state_dict(payload["state_dict"])
+        except Al4dstemError as e:
+            raise Al4dstemError(f"{path}: {e}") from None
+        except (TypeError, ValueError, KeyError, RuntimeError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise Al4dstemError(f"{path}: damaged al4dstem model ({reason})") from None
+        model.network_ = net.eval()
+        model.classes_ = np.arange(N_CLASSES)
+        model.label_counts_ = dict(payload.get("label_counts", {}))
+        model.summary_ = dict(payload.get("training", {}))
+        model.history_ = list(payload.get("history", []))
+        model.versions_ = dict(payload.get("versions", {}))
+        model._fast = None
+        return model
+
+
+def _plain(obj):
+    """Numbers, strings, lists and dicts only (what ``torch.load(weights_only=True)`` reads back)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+

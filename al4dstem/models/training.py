@@ -1,0 +1,247 @@
+"""Training, as in the paper, made to work with a few dozen labels on a CPU.
+
+- stratified 80:20 train/validation split, deterministic for a seed (``stratified_split``);
+- AdamW (lr 4e-4, weight decay 2e-3, betas 0.9/0.999), cross-entropy with class weights
+  ("balanced": the rare none class counts as much as the others);
+- ReduceLROnPlateau on the validation loss (factor 0.5, patience 2, min lr 3e-5);
+- the weights with the lowest validation loss are kept; training stops early when the
+  validation loss has not improved for ``patience`` epochs;
+- epochs scale with the label count as in the paper (400 for 50 labels, 200 for 500);
+- augmentation (``augment.Augmenter``) on every training batch; the validation loss is
+  measured on all eight symmetric views of each validation pattern (labels mapped), which
+  makes it less noisy with ten validation patterns and checks the symmetry the model learnt.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from al4dstem.errors import Al4dstemError
+from al4dstem.labels import CLASSES
+from al4dstem.models.augment import SWAP, Augmenter, d4_views
+
+VAL_FRACTION = 0.2
+MIN_LABELS = 5  # 20% of 5 is one validation pattern
+SCHEDULER = {"factor": 0.5, "patience": 2, "min_lr": 3e-5}
+BETAS = (0.9, 0.999)
+MIN_IMPROVEMENT = 1e-3  # relative decrease of the validation loss that counts as progress
+
+#: ``progress(epoch, max_epochs, record)`` after each epoch.
+Progress = Callable[[int, int, dict], None]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (see ``CNNClassifier`` for their meaning)."""
+
+    epochs: int | None = None
+    batch_size: int = 32
+    lr: float = 4e-4
+    weight_decay: float = 2e-3
+    patience: int | None = None
+    augment: bool = True
+    class_weight: str | None = "balanced"
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    """What a run learnt and how it went. ``state_dict`` holds the best weights."""
+
+    state_dict: dict
+    history: list[dict]
+    best_epoch: int
+    best_val_loss: float
+    best_val_accuracy: float
+    epochs_run: int
+    max_epochs: int
+    stopped: str  # "early" or "max-epochs"
+    n_train: int
+    n_val: int
+    seconds: float
+    class_weights: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
+            "best_val_accuracy": self.best_val_accuracy, "epochs_run": self.epochs_run,
+            "max_epochs": self.max_epochs, "stopped": self.stopped, "n_train": self.n_train,
+            "n_val": self.n_val, "seconds": self.seconds, "class_weights": self.class_weights,
+        }
+
+
+# ---------------------------------------------------------------- schedule and data
+
+
+def auto_epochs(n_labels: int) -> int:
+    """The paper's schedule: 400 epochs for 50 labels, 200 for 500, log-linear between (100..600)."""
+    n = max(1, int(n_labels))
+    return int(np.clip(round(400 - 200 * math.log10(n / 50)), 100, 600))
+
+
+def auto_patience(max_epochs: int) -> int:
+    """Early-stopping patience: a quarter of the schedule, at least 25 epochs."""
+    return max(25, int(max_epochs) // 4)
+
+
+def check_labels(y: np.ndarray) -> None:
+    """Refuse label sets that cannot train a model, saying what is needed."""
+    y = np.asarray(y)
+    counts = np.bincount(y, minlength=len(CLASSES)) if len(y) else np.zeros(len(CLASSES), int)
+    present = [f"{c} {CLASSES[k]}" for k, c in enumerate(counts) if c]
+    if (counts > 0).sum() < 2:
+        have = ", ".join(present) or "no labels"
+        raise Al4dstemError(f"training needs labels of at least 2 classes, got {have}")
+    if len(y) < MIN_LABELS:
+        raise Al4dstemError(
+            f"too few labels to split 80:20 into training and validation: {len(y)} given, "
+            f"at least {MIN_LABELS} needed"
+        )
+
+
+def stratified_split(y: np.ndarray, seed: int = 0, val_fraction: float = VAL_FRACTION):
+    """Indices ``(train, val)``: about ``val_fraction`` of each class to validation, deterministic.
+
+    A class keeps at least one training pattern; a class with 1 or 2 labels gives none to
+    validation unless the validation set would otherwise be empty (then one comes from the
+    largest class).
+    """
+    y = np.asarray(y)
+    rng = np.random.default_rng([int(seed), 7])
+    train, val = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = min(int(math.floor(val_fraction * len(idx) + 0.5)), len(idx) - 1)
+        val.extend(idx[:k])
+        train.extend(idx[k:])
+    if not val:
+        largest = np.bincount(y).argmax()
+        pick = next(i for i in train if y[i] == largest)
+        train.remove(pick)
+        val.append(pick)
+    return np.sort(np.array(train, np.int64)), np.sort(np.array(val, np.int64))
+
+
+def class_weights(y_train: np.ndarray, mode: str | None, symmetric: bool) -> np.ndarray:
+    """Loss weight per class. "balanced": ``n / (k * count)`` over the k classes present.
+
+    With symmetry augmentation every vertical pattern is also seen as horizontal and back, so
+    the two in-plane classes share their counts before weighting.
+    """
+    counts = np.bincount(np.asarray(y_train), minlength=len(CLASSES)).astype(float)
+    if symmetric:
+        counts = (counts + counts[SWAP]) / 2
+    if mode is None or mode == "none":
+        return np.ones(len(CLASSES), np.float32)
+    if mode != "balanced":
+        raise Al4dstemError(f"unknown class weighting {mode!r} (balanced or none)")
+    present = counts > 0
+    w = np.zeros(len(CLASSES))
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w.astype(np.float32)
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A shuffled epoch in batches of nearly equal size (no tiny last batch for batch norm)."""
+    order = rng.permutation(n)
+    k = max(1, math.ceil(n / max(1, int(batch_size))))
+    return [b for b in np.array_split(order, k) if len(b)]
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainConfig,
+                  progress: Progress | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train ``net`` on preprocessed patterns ``x`` ``(n, size, size)`` with classes ``y``.
+
+    Leaves ``net`` holding the best weights (lowest validation loss), in eval mode.
+    """
+    start = time.perf_counter()
+    y = np.asarray(y, dtype=np.int64)
+    check_labels(y)
+    train_idx, val_idx = stratified_split(y, config.seed)
+    rng = np.random.default_rng([int(config.seed), 11])
+    max_epochs = int(config.epochs) if config.epochs is not None else auto_epochs(len(y))
+    if max_epochs < 1:
+        raise Al4dstemError(f"epochs must be at least 1, got {max_epochs}")
+    patience = int(config.patience) if config.patience is not None else auto_patience(max_epochs)
+
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]
+    yt = torch.from_numpy(y)
+    x_val, y_val = d4_views(xt[val_idx], yt[val_idx])
+    augmenter = Augmenter() if config.augment else None
+    weights = class_weights(y[train_idx], config.class_weight, symmetric=augmenter is not None)
+    loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
+    val_loss_fn = nn.CrossEntropyLoss()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, betas=BETAS, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", **SCHEDULER)
+
+    history: list[dict] = []
+    best = {"loss": math.inf, "epoch": 0, "accuracy": 0.0, "state": copy.deepcopy(net.state_dict())}
+    last_progress = 0  # epoch of the last improvement by more than MIN_IMPROVEMENT
+    stopped = "max-epochs"
+    for epoch in range(1, max_epochs + 1):
+        record = _epoch(net, xt, yt, train_idx, config.batch_size, augmenter, loss_fn, optimizer, rng)
+        val_loss, val_acc = evaluate(net, x_val, y_val, val_loss_fn)
+        scheduler.step(val_loss)
+        record.update(epoch=epoch, val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"])
+        history.append(record)
+        if val_loss < best["loss"]:
+            if val_loss < best["loss"] * (1 - MIN_IMPROVEMENT):
+                last_progress = epoch
+            best = {"loss": val_loss, "epoch": epoch, "accuracy": val_acc, "state": copy.deepcopy(net.state_dict())}
+        if log is not None:
+            log(f"epoch {epoch}/{max_epochs} train loss {record['train_loss']:.4f} val loss {val_loss:.4f} "
+                f"val acc {val_acc:.3f} lr {record['lr']:.1e}")
+        if progress is not None:
+            progress(epoch, max_epochs, record)
+        if epoch - last_progress >= patience:
+            stopped = "early"
+            break
+
+    net.load_state_dict(best["state"])
+    net.eval()
+    return TrainResult(
+        state_dict=best["state"], history=history, best_epoch=int(best["epoch"]),
+        best_val_loss=float(best["loss"]), best_val_accuracy=float(best["accuracy"]),
+        epochs_run=len(history), max_epochs=max_epochs, stopped=stopped, n_train=len(train_idx),
+        n_val=len(val_idx), seconds=time.perf_counter() - start, class_weights=weights.tolist(),
+    )
+
+
+def _epoch(net, xt, yt, train_idx, batch_size, augmenter, loss_fn, optimizer, rng) -> dict:
+    """One pass over the training set (shuffled, augmented); returns the mean training loss."""
+    net.train()
+    total, seen = 0.0, 0
+    for b in _batches(len(train_idx), batch_size, rng):
+        xb, yb = xt[train_idx[b]], yt[train_idx[b]]
+        if augmenter is not None:
+            xb, yb = augmenter(xb, yb, rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(net(xb), yb)
+        loss.backward()
+        optimizer.step()
+        total += float(loss) * len(b)
+        seen += len(b)
+    return {"train_loss": total / seen}
+
+
+def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, batch_size: int = 256):
+    """Mean loss and accuracy of ``net`` (eval mode) on ``x``, ``y``."""
+    net.eval()
+    total, correct = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            logits = net(x[i:i + batch_size])
+            total += float(loss_fn(logits, y[i:i + batch_size])) * len(logits)
+            correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
+    return total / len(x), correct / len(x)
