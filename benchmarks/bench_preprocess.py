@@ -4,14 +4,16 @@
 
 Writes a .npy of synthetic counting-mode frames (sparse Poisson counts, a bright central disk,
 a few ghost-like spots) to a temporary folder, reads it once so it sits in the page cache, then
-reports, as patterns per second (best of ``--repeats``, median in brackets):
+reports patterns per second (best and median of ``--repeats``, and per CPU-second) for:
 
 - ``page-cache read``: copying the frames out of the .npy memory map (what reading costs);
-- ``preprocess (RAM)``: ``Preprocessing`` on frames already in memory (compute only);
+- ``preprocess (RAM)``: ``Preprocessing`` on frames already in memory (compute only), writing
+  into a reused output buffer (``out=``), as a streaming engine would; and with a fresh output
+  array per batch (adds the kernel's page faults for 64 MiB of new memory per batch);
 - ``read + preprocess``: ``Preprocessing`` straight from the memory map (the real pipeline);
 - the same with hot pixels (values near 65535, which take the exact overflow path).
 
-Also prints the machine's core count. Timings on a shared machine vary: repeat when noisy.
+Also prints the machine's core count and load average: timings on a shared machine vary.
 """
 
 from __future__ import annotations
@@ -52,15 +54,18 @@ def synthetic_frames(n: int, seed: int = 0, hot_pixels: bool = False) -> np.ndar
     return frames
 
 
-def rate(fn, n: int, repeats: int) -> tuple[float, float]:
-    """(best, median) patterns per second of ``fn()`` processing ``n`` patterns."""
+def rate(fn, n: int, repeats: int) -> tuple[float, float, float]:
+    """(best, median) patterns per wall-clock second of ``fn()`` processing ``n`` patterns, and
+    the best patterns per CPU-second of this process (all threads): less sensitive to other
+    programs on a shared machine, and x cores bounds what the machine could do idle."""
     fn()  # warm-up: thread pool, lookup tables, page faults of output buffers
-    rates = []
+    rates, cpu_rates = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         rates.append(n / (time.perf_counter() - t))
-    return max(rates), statistics.median(rates)
+        cpu_rates.append(n / max(time.process_time() - c, 1e-9))
+    return max(rates), statistics.median(rates), max(cpu_rates)
 
 
 def in_batches(source, fn):
@@ -81,7 +86,7 @@ def main(argv=None) -> None:
     print(f"machine: {cores} usable cores ({os.cpu_count()} online), {platform.processor() or platform.machine()}, "
           f"python {sys.version.split()[0]}, numpy {np.__version__}")
     print(f"frames: {args.frames} x {DETECTOR} x {DETECTOR} uint16 ({args.frames * DETECTOR**2 * 2 / 2**20:.0f} MiB), "
-          f"batches of {BATCH}, best of {args.repeats} (median)")
+          f"batches of {BATCH}, {args.repeats} repeats; figures are patterns per second")
 
     frames = synthetic_frames(args.frames)
     hot = synthetic_frames(min(args.frames, 512), seed=1, hot_pixels=True)
@@ -94,16 +99,27 @@ def main(argv=None) -> None:
                  rate(in_batches(mm, lambda b: np.copyto(buf[:len(b)], b)), len(mm), args.repeats))]
         for size in (256, 128):
             p = Preprocessing(size=size, scaling="log", normalise="max", n_threads=args.threads)
+            out = np.empty((BATCH, size, size), dtype=np.float32)
+
+            def reused(batch, p=p, out=out):
+                return p(batch, out=out[:len(batch)])
+
             rows.append((f"preprocess -> {size}x{size} (RAM)",
+                         rate(in_batches(frames, reused), len(frames), args.repeats)))
+            rows.append((f"preprocess -> {size}x{size} (RAM, new output array per batch)",
                          rate(in_batches(frames, p), len(frames), args.repeats)))
             rows.append((f"read + preprocess -> {size}x{size} (memmap)",
-                         rate(in_batches(mm, p), len(mm), args.repeats)))
+                         rate(in_batches(mm, reused), len(mm), args.repeats)))
             rows.append((f"preprocess -> {size}x{size}, hot pixels (RAM)",
-                         rate(in_batches(hot, p), len(hot), args.repeats)))
+                         rate(in_batches(hot, reused), len(hot), args.repeats)))
         del mm
     width = max(len(name) for name, _ in rows)
-    for name, (best, median) in rows:
-        print(f"{name:<{width}}  {best:8,.0f} patterns/s  ({median:,.0f})")
+    print(f"{'':<{width}}  {'best/s':>8}  {'median':>8}  {'per CPU-s':>9}")
+    for name, (best, median, per_cpu) in rows:
+        print(f"{name:<{width}}  {best:8,.0f}  {median:8,.0f}  {per_cpu:9,.0f}")
+    if hasattr(os, "getloadavg"):
+        print(f"load average during the run: {os.getloadavg()[0]:.1f} (on {cores} cores; > 0.5 means "
+              f"other programs shared the machine and the wall-clock figures are low)")
 
 
 if __name__ == "__main__":

@@ -196,6 +196,7 @@ SAMPLERS = {
     "uncertainty least-confident diverse": (lambda s: UncertaintySampler("least-confident", "diverse",
                                                                          random_state=s), True, True),
     "hybrid": (lambda s: HybridSampler(random_state=s), False, True),
+    "hybrid, share 0.5": (lambda s: HybridSampler(share=0.5, random_state=s), False, True),
     "farthest-point (examples/)": (_farthest_point, True, False),
 }
 

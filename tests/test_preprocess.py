@@ -195,3 +195,17 @@ def test_config_round_trip_and_validation():
             Preprocessing(**bad)
     with pytest.raises(Al4dstemError, match="expected patterns"):
         Preprocessing()(np.zeros((2, 2, 8, 8)))
+
+
+def test_out_buffer_is_filled_and_returned():
+    raw = make_patterns(np.random.default_rng(6), 6, (32, 32), np.uint16)
+    p = Preprocessing(size=16)
+    buf = np.full((6, 16, 16), -1, np.float32)
+    assert p(raw, out=buf) is buf
+    np.testing.assert_array_equal(buf, p(raw))
+    one = np.empty((16, 16), np.float32)
+    assert p(raw[2], out=one) is one
+    np.testing.assert_array_equal(one, buf[2])
+    for bad in (np.empty((5, 16, 16), np.float32), np.empty((6, 16, 16)), np.empty((6, 16, 32), np.float32)[..., ::2]):
+        with pytest.raises(ValueError, match="out must be"):
+            p(raw, out=bad)

@@ -23,6 +23,7 @@ from al4dstem.strategies import (
     registry,
 )
 from al4dstem.strategies.grid_midpoint import auto_steps, grid_positions
+from al4dstem.strategies.hybrid import wall_edges
 from al4dstem.strategies.testing import check_batch, check_sampler, coherent_truth, run_sampler
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -56,7 +57,7 @@ FACTORIES = {
 
 @pytest.mark.parametrize("name", list(FACTORIES))
 def test_template(name):
-    check_sampler(FACTORIES[name], max_examples=12)
+    check_sampler(FACTORIES[name], max_examples=25)
 
 
 def test_template_catches_a_broken_sampler():
@@ -211,9 +212,9 @@ def test_unknown_measure_is_a_user_error():
 # ---------------------------------------------------------------- hybrid
 
 
-def test_hybrid_grid_first_then_walls_without_a_model():
+def test_hybrid_grid_first_then_bisects_walls_without_a_model():
     truth = _two_domains(rows=30, cols=60, wall=37)
-    run = run_sampler(HybridSampler(), truth, budget=60, batch=5)  # no model: coordinate fallback
+    run = run_sampler(HybridSampler(share=0.5), truth, budget=60, batch=5)  # no model: coordinate fallback
     assert len(run.positions) == 60
     grid = {tuple(p) for p in grid_positions(truth.shape, auto_steps(truth.shape, 60))}
     order = [tuple(p) for b in run.batches for p in b]
@@ -221,6 +222,43 @@ def test_hybrid_grid_first_then_walls_without_a_model():
     late = np.array(order[-15:])
     assert np.all(np.abs(late[:, 0] - 36.5) <= 8), late
     assert len(set(late[:, 1])) >= 8, "the wall batch is not spread along the wall"
+
+
+def test_hybrid_goes_on_where_grid_midpoint_stops():
+    yy, xx = np.mgrid[0:34, 0:80]
+    truth = np.where(xx < 40 + 8 * np.sin(yy / 5), 1, 2)  # a wavy wall
+    alone = run_sampler(GridMidpointSampler(), truth, budget=None, batch=10)
+    assert alone.stopped == "exhausted"
+    budget = len(alone.positions) + 20
+    hybrid = run_sampler(HybridSampler(), truth, budget=budget, batch=10)
+    assert np.array_equal(hybrid.positions[: len(alone.positions)], alone.positions)
+    extra = hybrid.positions[len(alone.positions):]
+    assert len(extra) == 20
+    wall_x = 40 + 8 * np.sin(extra[:, 1] / 5)
+    assert np.all(np.abs(extra[:, 0] - wall_x) <= 6), extra
+
+
+def test_hybrid_follows_the_models_doubt():
+    class DoubtfulAbove:  # sure below row 10, undecided above it
+        classes_ = np.array([1, 2])
+
+        def predict_proba(self, X):
+            X = np.asarray(X)
+            return np.where((X[:, 1] < 10)[:, None], 0.5, np.array([[1.0, 0.0]]))
+
+    # Edges across the wall are longer below row 10: by length alone the sampler would go there.
+    pos = [(x, y) for y in range(0, 20, 2) for x in ((10, 30) if y < 10 else (8, 32))]
+    ctx = _context((20, 40), pos, [1 if x < 20 else 2 for x, _ in pos], budget=100, model=DoubtfulAbove())
+    picks = ctx.candidates[HybridSampler(share=0).wall_batch(ctx, 2)]
+    assert np.all(np.abs(picks[:, 0] - 20) <= 1) and np.all(picks[:, 1] < 10), picks
+
+
+def test_wall_edges_are_gabriel_edges_across_classes():
+    pos = np.array([(0, 0), (10, 0), (20, 0), (21, 0), (0, 10)])
+    cls = np.array([1, 2, 1, 2, 1])
+    edges = {tuple(sorted(e)) for e in wall_edges(pos, cls).tolist()}
+    # (0,2) same class; (0,3) has (10,0) inside its circle; (2,3) adjacent: no pixel between
+    assert edges == {(0, 1), (1, 2), (1, 4)}
 
 
 # ---------------------------------------------------------------- registry

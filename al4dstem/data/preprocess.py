@@ -97,8 +97,13 @@ class Preprocessing:
         return shape
 
     # ------------------------------------------------------------------ apply
-    def __call__(self, patterns: np.ndarray) -> np.ndarray:
-        """Preprocess a batch ``(n, det_rows, det_cols)`` (or one pattern) into float32."""
+    def __call__(self, patterns: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Preprocess a batch ``(n, det_rows, det_cols)`` (or one pattern) into float32.
+
+        ``out``: an optional float32 C-contiguous ``(n, size, size)`` array to write into and
+        return. Reusing one across batches saves the page faults of a fresh output array
+        (tens of microseconds per 256 x 256 pattern, far more when the kernel compacts memory).
+        """
         patterns = np.asarray(patterns)
         single = patterns.ndim == 2
         if single:
@@ -112,20 +117,25 @@ class Preprocessing:
             t, _, left, _ = self.crop
             patterns = patterns[:, t:t + kr, left:left + kc]
         n = len(patterns)
-        out = np.empty((n, *self.output_shape), dtype=np.float32)
+        shape = self.output_shape if single else (n, *self.output_shape)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
+        work = out.reshape(n, *self.output_shape)  # a view
         if n == 0:
-            return out[0] if single else out
+            return out
         binning = _Binning.for_shapes(patterns.shape[1:], self.output_shape)
         threads = int(self.n_threads or min(4, os.cpu_count() or 1))
         per_pattern = max(1, patterns[0].nbytes)
         chunk = max(1, min(MAX_CHUNK, CHUNK_BYTES // per_pattern, -(-n // threads)))
         chunks = [slice(i, min(n, i + chunk)) for i in range(0, n, chunk)]
         if threads > 1 and len(chunks) > 1:
-            list(_pool(threads).map(lambda s: self._chunk(patterns[s], out[s], binning), chunks))
+            list(_pool(threads).map(lambda s: self._chunk(patterns[s], work[s], binning), chunks))
         else:
             for s in chunks:
-                self._chunk(patterns[s], out[s], binning)
-        return out[0] if single else out
+                self._chunk(patterns[s], work[s], binning)
+        return out
 
     def _chunk(self, raw: np.ndarray, out: np.ndarray, binning: _Binning) -> None:
         counts = _bin_counts(raw, binning) if raw.dtype.kind in "ui" and binning.whole else None

@@ -32,7 +32,8 @@ VAL_FRACTION = 0.2
 MIN_LABELS = 5  # 20% of 5 is one validation pattern
 SCHEDULER = {"factor": 0.5, "patience": 2, "min_lr": 3e-5}
 BETAS = (0.9, 0.999)
-MIN_IMPROVEMENT = 1e-3  # relative decrease of the validation loss that counts as progress
+MIN_IMPROVEMENT = 1e-3
+EPOCH_SAMPLES = 256  # an epoch shows at least this many (augmented) patterns  # relative decrease of the validation loss that counts as progress
 
 #: ``progress(epoch, max_epochs, record)`` after each epoch.
 Progress = Callable[[int, int, dict], None]
@@ -149,9 +150,15 @@ def class_weights(y_train: np.ndarray, mode: str | None, symmetric: bool) -> np.
     return w.astype(np.float32)
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A shuffled epoch in batches of nearly equal size (no tiny last batch for batch norm)."""
-    order = rng.permutation(n)
+def _batches(n: int, batch_size: int, rng: np.random.Generator, min_samples: int = 0) -> list[np.ndarray]:
+    """A shuffled epoch in batches of nearly equal size (no tiny last batch for batch norm).
+
+    The training set is passed over as many times as it takes to reach ``min_samples``
+    (each pass reshuffled; augmentation makes every repeat a new view).
+    """
+    passes = max(1, math.ceil(min_samples / max(1, n)))
+    order = np.concatenate([rng.permutation(n) for _ in range(passes)])
+    n = len(order)
     k = max(1, math.ceil(n / max(1, int(batch_size))))
     return [b for b in np.array_split(order, k) if len(b)]
 
@@ -222,7 +229,7 @@ def _epoch(net, xt, yt, train_idx, batch_size, augmenter, loss_fn, optimizer, rn
     """One pass over the training set (shuffled, augmented); returns the mean training loss."""
     net.train()
     total, seen = 0.0, 0
-    for b in _batches(len(train_idx), batch_size, rng):
+    for b in _batches(len(train_idx), batch_size, rng, EPOCH_SAMPLES):
         xb, yb = xt[train_idx[b]], yt[train_idx[b]]
         if augmenter is not None:
             xb, yb = augmenter(xb, yb, rng)
@@ -230,7 +237,7 @@ def _epoch(net, xt, yt, train_idx, batch_size, augmenter, loss_fn, optimizer, rn
         loss = loss_fn(net(xb), yb)
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(b)
+        total += float(loss.detach()) * len(b)
         seen += len(b)
     return {"train_loss": total / seen}
 

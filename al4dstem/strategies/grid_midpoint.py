@@ -14,7 +14,8 @@
 Skips. A grid point or midpoint that was skipped ("can't tell") would leave a hole in the grid
 and end the binary search there. Instead the nearest candidate within a quarter of the current
 spacing (per axis) stands in for it, and a label within that distance of a node counts as the
-node's own. With every position available the sampler proposes exactly the paper's points.
+node's own. With every position available and no labels from elsewhere, the sampler
+proposes exactly the lattice points above.
 
 The sampler keeps no state: each query replays the lattice from the context (labels so far,
 candidates left), so resuming from a label file reproduces the same sequence. A batch never
