@@ -12,8 +12,10 @@ from al4dstem.strategies.common import empty, rng_for, room
 class RandomSampler(BaseEstimator, Sampler):
     """Picks candidates uniformly at random.
 
-    With an integer ``random_state`` each query is seeded from it and from the context, so a
-    resumed run draws the same positions as an uninterrupted one.
+    With an integer ``random_state`` the whole scan is ranked once by a seeded permutation
+    and each query takes the best-ranked candidates, so the sequence does not depend on how
+    the run was split into rounds: a resumed run (after quit, undo or a crash) draws exactly
+    what an uninterrupted one would.
     """
 
     def __init__(self, random_state=None):
@@ -23,5 +25,12 @@ class RandomSampler(BaseEstimator, Sampler):
         k = room(context, n)
         if k == 0:
             return empty()
-        rng = rng_for(self.random_state, context)
-        return rng.choice(len(context.candidates), size=k, replace=False).astype(np.int64)
+        rows, cols = context.scan_shape
+        if not isinstance(self.random_state, (int, np.integer)) or self.random_state < 0:
+            # fresh entropy or a caller's generator: plain draws (rng_for also rejects bad seeds)
+            rng = rng_for(self.random_state, context)
+            return rng.choice(len(context.candidates), size=k, replace=False).astype(np.int64)
+        rank = np.random.default_rng(int(self.random_state)).permutation(rows * cols)
+        cand = np.asarray(context.candidates, dtype=np.int64).reshape(-1, 2)
+        order = np.argsort(rank[cand[:, 1] * cols + cand[:, 0]], kind="stable")
+        return order[:k].astype(np.int64)
