@@ -145,6 +145,18 @@ def test_grid_midpoint_resumes_exactly():
     assert np.array_equal(resumed.positions, full.positions)
 
 
+def test_random_sequence_does_not_depend_on_round_size_or_resume():
+    truth = coherent_truth((12, 17), np.random.default_rng(5), n_domains=3)
+    in_ones = run_sampler(RandomSampler(random_state=7), truth, budget=40, batch=1)
+    in_sevens = run_sampler(RandomSampler(random_state=7), truth, budget=40, batch=7)
+    head = (in_ones.positions[:13], in_ones.classes[:13])
+    resumed = run_sampler(RandomSampler(random_state=7), truth, budget=40, batch=5, start=head)
+    assert np.array_equal(in_sevens.positions, in_ones.positions)
+    assert np.array_equal(resumed.positions, in_ones.positions)
+    other = run_sampler(RandomSampler(random_state=8), truth, budget=40, batch=1)
+    assert not np.array_equal(other.positions, in_ones.positions)
+
+
 @pytest.mark.parametrize("budget", [50, 100, 250])
 def test_auto_step_covers_both_axes_of_the_paper_scan(budget):
     sx, sy = auto_steps((34, 206), budget)
