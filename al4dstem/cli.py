@@ -295,6 +295,7 @@ def predict(
     labels: Path | None = typer.Option(None, "--labels", help="Label file whose positions the figure marks."),
     batch_size: int = typer.Option(256, "--batch-size", help="Patterns per batch (memory, not the result)."),
     threads: int | None = typer.Option(None, "--threads", help="Network threads (default: chosen for the cores)."),
+    figure: bool = typer.Option(True, "--figure/--no-figure", help="Also write PREFIX_figure.png (matplotlib)."),
 ) -> None:
     """Map a whole scan: PREFIX.npy (float32 rows x cols x 3: none, vertical, horizontal) and PREFIX.png.
 
@@ -314,20 +315,20 @@ def predict(
     from al4dstem.models import CNNClassifier  # torch: imported once the cheap checks have passed
 
     clf = CNNClassifier.load(model, dataset=ds)
-    clf.check_compatible(ds)
     marks = as_arrays(read_labels(labels, ds.scan_shape)) if labels is not None else None
     t0 = time.perf_counter()
     with _patterns_bar("predicting", ds.n_positions) as progress:
         probs, valid = predict_dataset(clf, ds, batch_size=batch_size, progress=progress, n_threads=threads)
     seconds = time.perf_counter() - t0
-    paths = write_prediction(out_prefix, probs, valid, labels=marks)
+    paths = write_prediction(out_prefix, probs, valid, labels=marks, figure=figure)
     n_bad = int((~valid).sum())
     if n_bad:
         console.print(f"warning: {n_bad} of {valid.size} patterns hold NaN/inf and were not classified "
                       f"(uniform 1/3 in {paths['probs']}, False in {paths['valid']})", highlight=False,
                       soft_wrap=True)
     out.print(f"mapped {ds.n_positions} patterns in {seconds:.2f} s ({ds.n_positions / max(seconds, 1e-9):.0f} "
-              f"patterns/s); {time.perf_counter() - start:.2f} s in all", highlight=False, soft_wrap=True)
+              f"patterns/s); {time.perf_counter() - start:.2f} s with loading and writing", highlight=False,
+              soft_wrap=True)
     for name, path in paths.items():
         out.print(f"  {name:7s} {path}", highlight=False, soft_wrap=True)
 

@@ -40,10 +40,12 @@ class DemoResult:
 
 def run_demo(out_dir="al4dstem-demo", seed: int = 0, budget: int = 50, geometry: str = "bands",
              nx: int = 206, ny: int = 34, detector: int = 256, network: str = "default",
-             epochs: int | None = None, log: Callable[[str], None] | None = None) -> DemoResult:
+             epochs: int | None = None, n_threads: int | None = None,
+             log: Callable[[str], None] | None = None) -> DemoResult:
     """Run the whole pipeline on a simulated scan (paper-sized by default); returns a ``DemoResult``.
 
-    ``log`` receives one line per finished step.
+    ``epochs`` and ``n_threads`` (torch threads for training) go to ``CNNClassifier`` (None: its
+    defaults); ``log`` receives one line per finished step.
     """
     from al4dstem.data import open_dataset
     from al4dstem.engines.local import predict_dataset
@@ -83,7 +85,7 @@ def run_demo(out_dir="al4dstem-demo", seed: int = 0, budget: int = 50, geometry:
     positions, classes = as_arrays(store.rows)
     say(f"labelled {len(positions)} positions with the grid-midpoint sampler: {labels} ({lap('label'):.1f} s)")
 
-    clf = CNNClassifier(network=network, dataset=dataset, epochs=epochs, random_state=seed)
+    clf = CNNClassifier(network=network, dataset=dataset, epochs=epochs, n_threads=n_threads, random_state=seed)
     clf.fit(positions, classes)
     clf.save(model_path)
     say(f"trained the {network} network: {model_path} ({lap('train'):.1f} s)")

@@ -92,14 +92,14 @@ def save_map_png(probs, path, valid=None, scale: int | None = None) -> Path:
     big = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
     path = Path(path)
     try:
-        Image.fromarray(big, mode="RGB").save(path, format="PNG")
+        Image.fromarray(big).save(path, format="PNG")  # (h, w, 3) uint8: RGB
     except OSError as e:
         raise Al4dstemError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 
 def save_figure(probs, path, valid=None, labels=None, title: str | None = None) -> Path:
-    """A PNG figure: the RGB domain map over the confidence map, labelled positions marked.
+    """A PNG figure: the RGB domain map and the confidence map (stacked for wide scans), labels marked.
 
     ``labels`` are ``(positions (n, 2) as (x, y), classes (n,))``; each labelled position is a
     dot in its class colour (R none, G vertical, B horizontal) with a white rim.

@@ -36,6 +36,32 @@ TARGET_SECONDS = 11.0
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "al4dstem-bench" / "scan-206x34-512.npy"
 
 
+def cpu_busy(seconds: float = 3.0) -> float:
+    """Fraction of all CPU time that was busy over the next ``seconds`` (Linux /proc/stat), else NaN."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except OSError:
+        return float("nan")
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_for_quiet(limit_s: float, busy_max: float = 0.1) -> float:
+    """Wait (up to ``limit_s``) until the CPUs are less than ``busy_max`` busy; returns the last reading."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        busy = cpu_busy()
+        if not busy > busy_max or time.monotonic() > deadline:
+            return busy
+        print(f"  waiting for a quiet machine: CPUs {busy:.0%} busy", flush=True)
+
+
 def al4dstem_command() -> list[str]:
     """The installed console script beside this interpreter, else ``python -m al4dstem``."""
     script = Path(sys.executable).with_name("al4dstem")
@@ -113,24 +139,30 @@ def main() -> None:
     ap.add_argument("--repeat-others", type=int, default=1)
     ap.add_argument("--workdir", type=Path, default=None, help="where models and maps go (default: a temp folder)")
     ap.add_argument("--predict-args", default="", help="extra arguments for predict, e.g. '--batch-size 512'")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                    help="before each timed run, wait up to this long for the CPUs to be < 10%% busy")
     a = ap.parse_args()
 
     work = a.workdir or Path(tempfile.mkdtemp(prefix="al4dstem-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     data = ensure_scan(a.scan_cache, a.nx, a.ny, a.detector, a.seed)
     n = a.nx * a.ny
-    print(f"cpu cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.2f}")
+    print(f"cpu cores: {os.cpu_count()}; load average before: {os.getloadavg()[0]:.2f}; "
+          f"CPUs busy now: {cpu_busy():.0%}")
     print(f"page cache warm-up: read {data.stat().st_size / 1e9:.2f} GB at {warm_page_cache(data):.1f} GB/s")
     rows = []
     for i, net in enumerate(a.networks):
         model = write_model(net, a.detector, work / f"{net}.pt")
-        runs = [time_predict(data, model, work / f"map-{net}", a.predict_args.split())
-                for _ in range(a.repeat if i == 0 else a.repeat_others)]
+        runs = []
+        for _ in range(a.repeat if i == 0 else a.repeat_others):
+            if a.wait_quiet:
+                wait_for_quiet(a.wait_quiet)
+            runs.append(time_predict(data, model, work / f"map-{net}", a.predict_args.split()))
         wall = statistics.median(r[0] for r in runs)
         stream = statistics.median(r[1] for r in runs)
         rows.append((net, wall, stream, len(runs)))
         print(f"  {net:8s} runs: " + ", ".join(f"{w:.2f} s" for w, _ in runs), flush=True)
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}; CPUs busy now: {cpu_busy():.0%}")
     print()
     print(f"predict, {n} patterns of {a.detector} x {a.detector} uint16, end to end (median of runs):")
     print(f"  {'network':8s} {'seconds':>8s} {'patterns/s':>11s}   {'streaming pass alone':>22s}")

@@ -140,7 +140,7 @@ def test_demo_pipeline_on_a_small_scan(tmp_path):
 
     lines = []
     r = run_demo(tmp_path / "demo", seed=1, budget=24, geometry="bands", nx=24, ny=12, detector=32, epochs=3,
-                 log=lines.append)
+                 n_threads=1, log=lines.append)
     assert len(lines) == 4 and "labelled 24 positions" in lines[1]
     assert r.n_labels == 24 and r.metrics["n_excluded"] == 24
     assert r.metrics["n_evaluated"] + r.metrics["n_excluded"] == 24 * 12

@@ -145,7 +145,7 @@ def describe(ds: Dataset, survey: Survey) -> list[tuple[str, str]]:
         ("scan", f"{cols} x {rows} (cols x rows), {ds.n_positions:,} positions"),
         ("detector", f"{ds.detector_shape[0]} x {ds.detector_shape[1]} pixels (rows x cols)"),
         ("array", f"{ds.shape} = (scan rows, scan cols, detector rows, detector cols)"),
-        ("dtype", str(ds.dtype)),
+        ("dtype", ds.dtype.name + (" (big-endian)" if ds.dtype.byteorder == ">" else "")),
         ("size", f"{disk} on disk, {human_bytes(ds.nbytes)} as an array"),
         ("non-finite", nonfinite_note(survey) if bad else "0 patterns"),
     ]

@@ -33,6 +33,7 @@ from al4dstem.errors import Al4dstemError
 N_CLASSES = 3
 DEFAULT_BATCH_SIZE = 256
 PREFETCH = 2  # preprocessed batches waiting for the network, at most
+NETWORK_CHUNK = 32  # patterns per network call: activations stay in cache (measured ~1.5x vs 206 at once)
 Progress = Callable[[int, int], None]  # (positions done, positions in all)
 
 
@@ -58,7 +59,7 @@ def predict_dataset(model, dataset, batch_size: int = DEFAULT_BATCH_SIZE, progre
     model : a fitted (or initialised) ``CNNClassifier``: ``check_compatible``, ``preprocessing_``,
         ``forward_preprocessed``.
     dataset : a ``Dataset`` or anything ``open_dataset`` takes.
-    batch_size : patterns per batch (rounded to whole scan rows, at least one row).
+    batch_size : patterns per batch, at most (memory, not the result).
     progress : called as ``progress(done, total)`` after each batch.
     n_threads : torch intra-op threads (None: ``default_threads()``); preprocessing keeps its own.
     timings : if a dict is given, filled with seconds spent reading + preprocessing
@@ -80,50 +81,63 @@ def predict_dataset(model, dataset, batch_size: int = DEFAULT_BATCH_SIZE, progre
         torch_threads = max(1, int(n_threads))
     preprocessing = dataclasses.replace(model.preprocessing_, n_threads=pre_threads)
 
-    rows, cols = dataset.scan_shape
-    probs = np.empty((rows, cols, N_CLASSES), dtype=np.float32)
-    valid = np.empty((rows, cols), dtype=bool)
+    n = dataset.n_positions
+    probs = np.empty((n, N_CLASSES), dtype=np.float32)  # flat, scan order
+    valid = np.empty(n, dtype=bool)
     spent = {"read_preprocess": 0.0, "network": 0.0, "wait": 0.0}
     start = time.perf_counter()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(torch_threads)
     try:
         with torch.inference_mode():
-            for r0, r1, x, ok in _prefetch(_preprocessed(dataset, preprocessing, batch_size, spent), spent):
+            for i0, i1, x, ok in _prefetch(_preprocessed(dataset, preprocessing, int(batch_size), spent), spent):
                 t = time.perf_counter()
                 p = _forward(model, x)
                 spent["network"] += time.perf_counter() - t
                 ok &= np.isfinite(p).all(axis=1)
                 p[~ok] = np.nan
-                probs[r0:r1] = p.reshape(r1 - r0, cols, N_CLASSES)
-                valid[r0:r1] = ok.reshape(r1 - r0, cols)
+                probs[i0:i1] = p
+                valid[i0:i1] = ok
                 if progress:
-                    progress(r1 * cols, rows * cols)
+                    progress(i1, n)
     finally:
         torch.set_num_threads(old_threads)
     if timings is not None:
         timings.update(spent, total=time.perf_counter() - start)
-    return probs, valid
+    rows, cols = dataset.scan_shape
+    return probs.reshape(rows, cols, N_CLASSES), valid.reshape(rows, cols)
 
 
 def _forward(model, x: np.ndarray) -> np.ndarray:
-    p = np.asarray(model.forward_preprocessed(x), dtype=np.float32)
-    if p.shape != (len(x), N_CLASSES):
-        raise Al4dstemError(f"the model gives outputs of shape {p.shape}, expected ({len(x)}, {N_CLASSES})")
+    """The model's probabilities for a preprocessed batch, ``NETWORK_CHUNK`` patterns per call."""
+    p = np.empty((len(x), N_CLASSES), dtype=np.float32)
+    for i in range(0, len(x), NETWORK_CHUNK):
+        part = np.asarray(model.forward_preprocessed(x[i:i + NETWORK_CHUNK]), dtype=np.float32)
+        if part.shape != (len(x[i:i + NETWORK_CHUNK]), N_CLASSES):
+            raise Al4dstemError(f"the model gives outputs of shape {part.shape}, expected (n, {N_CLASSES})")
+        p[i:i + NETWORK_CHUNK] = part
     return p
 
 
 def _preprocessed(dataset: Dataset, preprocessing, batch_size: int, spent: dict) -> Iterator:
-    """``(row_start, row_stop, model input, finite mask)`` per batch, in scan order."""
+    """``(first, stop, model input, finite mask)`` per batch of at most ``batch_size`` patterns.
+
+    ``first:stop`` index the scan's positions in scan order. The dataset is read whole rows at a
+    time; rows wider than ``batch_size`` are cut, so memory does not grow with the scan width.
+    """
     release = _page_releaser(dataset.array)
+    cols = dataset.scan_shape[1]
     t = time.perf_counter()
     for batch in dataset.iter_batches(batch_size):
-        ok = finite_mask(batch.patterns)
-        x = preprocessing(batch.patterns)
-        release(batch.patterns)
-        spent["read_preprocess"] += time.perf_counter() - t
-        yield batch.row_start, batch.row_stop, x, ok
-        t = time.perf_counter()
+        first = batch.row_start * cols
+        for i in range(0, len(batch.patterns), batch_size):
+            raw = batch.patterns[i:i + batch_size]
+            ok = finite_mask(raw)
+            x = preprocessing(raw)
+            release(raw)
+            spent["read_preprocess"] += time.perf_counter() - t
+            yield first + i, first + i + len(raw), x, ok
+            t = time.perf_counter()
 
 
 def _prefetch(items: Iterator, spent: dict, depth: int = PREFETCH) -> Iterator:

@@ -9,6 +9,7 @@ functions and ``ActiveLearner`` drive it like any scikit-learn classifier.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 
@@ -21,6 +22,7 @@ from al4dstem.data import Preprocessing, finite_mask, open_dataset
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES
 from al4dstem.models import checkpoint
+from al4dstem.models.augment import Finish
 from al4dstem.models.networks import INPUT_SIZES, NETWORKS, build_network, inference_network, network_config
 from al4dstem.models.training import Progress, TrainConfig, check_labels, train_network
 
@@ -206,7 +208,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         check_labels(y)
         shape = self._dataset().detector_shape if kind == "positions" else arr.shape[1:]
         self.initialize(shape)
-        x = self._read_training_patterns(X)
+        x, counts = self._read_training_patterns(X)
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
                              class_weight=self.class_weight, seed=int(self.random_state or 0))
@@ -215,7 +217,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
 
         with torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state or 0))
-            result = train_network(self.network_, x, y, config, progress=progress, log=log)
+            finish = Finish(self.preprocessing_.scaling, self.preprocessing_.normalise)
+            result = train_network(self.network_, x, y, config, finish, counts=counts, progress=progress, log=log)
         counts = np.bincount(y, minlength=N_CLASSES)
         self.label_counts_ = {name: int(c) for name, c in zip(CLASSES, counts, strict=True)}
         self.history_ = result.history
@@ -224,22 +227,25 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self._fast = None
         return self
 
-    def _read_training_patterns(self, X) -> np.ndarray:
-        """Preprocess the labelled patterns once; NaN/inf patterns are an error that names them."""
-        parts, bad_pos, bad_idx, offset = [], [], [], 0
+    def _read_training_patterns(self, X) -> tuple[np.ndarray, bool]:
+        """The labelled patterns, read and binned once (linear, for augmentation), and whether
+        they are counts (integer data). NaN/inf patterns are an error that names them."""
+        binning = dataclasses.replace(self.preprocessing_, scaling="linear", normalise="none")
+        parts, bad_pos, bad_idx, offset, counts = [], [], [], 0, True
         for raw, ok, pos in self._chunks(X):
+            counts = counts and raw.dtype.kind in "ui"
             if not ok.all():
                 if pos is not None:
                     bad_pos.extend(pos[~ok].tolist())
                 bad_idx.extend((offset + np.flatnonzero(~ok)).tolist())
-            parts.append(self.preprocessing_(raw))
+            parts.append(binning(raw))
             offset += len(raw)
         if bad_idx:
             where = (f"at {_describe(np.array(bad_pos))}" if bad_pos
                      else f"number {', '.join(str(i) for i in bad_idx[:5])}" + (" ..." if len(bad_idx) > 5 else ""))
             raise Al4dstemError(f"{len(bad_idx)} labelled pattern(s) {where} contain NaN or inf and cannot be "
                                 "learned: remove those labels or repair the data")
-        return np.concatenate(parts)
+        return np.concatenate(parts), counts
 
     # ------------------------------------------------------------------ inference
     def forward_preprocessed(self, x: np.ndarray) -> np.ndarray:

@@ -7,9 +7,12 @@
 - the weights with the lowest validation loss are kept; training stops early when the
   validation loss has not improved for ``patience`` epochs;
 - epochs scale with the label count as in the paper (400 for 50 labels, 200 for 500);
-- augmentation (``augment.Augmenter``) on every training batch; the validation loss is
-  measured on all eight symmetric views of each validation pattern (labels mapped), which
-  makes it less noisy with ten validation patterns and checks the symmetry the model learnt.
+- an epoch shows at least ``EPOCH_SAMPLES`` augmented patterns (a few dozen labels are passed
+  over several times), so that the scheduler and early stopping see real progress per epoch;
+- augmentation (``augment.Augmenter``) on binned counts, then the model's scaling and
+  normalisation (``augment.Finish``); the validation loss is measured on all eight symmetric
+  views of each validation pattern (labels mapped), which makes it less noisy with ten
+  validation patterns and checks the symmetry the model learnt.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from torch import nn
 
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES
-from al4dstem.models.augment import SWAP, Augmenter, d4_views
+from al4dstem.models.augment import SWAP, Augmenter, Finish, d4_views
 
 VAL_FRACTION = 0.2
 MIN_LABELS = 5  # 20% of 5 is one validation pattern
 SCHEDULER = {"factor": 0.5, "patience": 2, "min_lr": 3e-5}
 BETAS = (0.9, 0.999)
-MIN_IMPROVEMENT = 1e-3
-EPOCH_SAMPLES = 256  # an epoch shows at least this many (augmented) patterns  # relative decrease of the validation loss that counts as progress
+MIN_IMPROVEMENT = 1e-3  # relative decrease of the validation loss that counts as progress
+EPOCH_SAMPLES = 256  # an epoch shows at least this many (augmented) patterns
 
 #: ``progress(epoch, max_epochs, record)`` after each epoch.
 Progress = Callable[[int, int, dict], None]
@@ -166,11 +169,14 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator, min_samples: int
 # ---------------------------------------------------------------- the loop
 
 
-def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainConfig,
-                  progress: Progress | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train ``net`` on preprocessed patterns ``x`` ``(n, size, size)`` with classes ``y``.
+def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainConfig, finish: Finish,
+                  counts: bool = True, progress: Progress | None = None,
+                  log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train ``net`` on binned linear patterns ``x`` ``(n, size, size)`` with classes ``y``.
 
-    Leaves ``net`` holding the best weights (lowest validation loss), in eval mode.
+    ``finish`` turns (augmented) binned patterns into network input; ``counts`` says the data
+    are detector counts (Poisson resampling applies). Leaves ``net`` holding the best weights
+    (lowest validation loss), in eval mode.
     """
     start = time.perf_counter()
     y = np.asarray(y, dtype=np.int64)
@@ -184,7 +190,7 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
 
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]
     yt = torch.from_numpy(y)
-    x_val, y_val = d4_views(xt[val_idx], yt[val_idx])
+    x_val, y_val = d4_views(finish(xt[val_idx]), yt[val_idx])
     augmenter = Augmenter() if config.augment else None
     weights = class_weights(y[train_idx], config.class_weight, symmetric=augmenter is not None)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
@@ -197,7 +203,8 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     last_progress = 0  # epoch of the last improvement by more than MIN_IMPROVEMENT
     stopped = "max-epochs"
     for epoch in range(1, max_epochs + 1):
-        record = _epoch(net, xt, yt, train_idx, config.batch_size, augmenter, loss_fn, optimizer, rng)
+        record = _epoch(net, xt, yt, train_idx, config.batch_size, augmenter, finish, counts, loss_fn, optimizer,
+                        rng)
         val_loss, val_acc = evaluate(net, x_val, y_val, val_loss_fn)
         scheduler.step(val_loss)
         record.update(epoch=epoch, val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"])
@@ -225,16 +232,17 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     )
 
 
-def _epoch(net, xt, yt, train_idx, batch_size, augmenter, loss_fn, optimizer, rng) -> dict:
-    """One pass over the training set (shuffled, augmented); returns the mean training loss."""
+def _epoch(net, xt, yt, train_idx, batch_size, augmenter, finish, counts, loss_fn, optimizer, rng) -> dict:
+    """One epoch of shuffled, augmented batches; returns the mean training loss."""
     net.train()
     total, seen = 0.0, 0
     for b in _batches(len(train_idx), batch_size, rng, EPOCH_SAMPLES):
-        xb, yb = xt[train_idx[b]], yt[train_idx[b]]
+        xb = xt[train_idx[b]]
+        tb = torch.nn.functional.one_hot(yt[train_idx[b]], len(CLASSES)).float()
         if augmenter is not None:
-            xb, yb = augmenter(xb, yb, rng)
+            xb, tb = augmenter(xb, tb, rng, counts=counts)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(net(xb), yb)
+        loss = loss_fn(net(finish(xb)), tb)
         loss.backward()
         optimizer.step()
         total += float(loss.detach()) * len(b)
