@@ -38,14 +38,15 @@ def main() -> None:
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", getattr(e, "code", 0))
         sys.exit(code)
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            print(f"error: {e.format_message()}", file=sys.stderr)
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
+    except Exception as e:
+        # Usage errors arrive here in non-standalone mode. Typer >= 0.29 raises its vendored
+        # copy of click's exceptions, so recognise them by shape rather than by class.
+        if hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int):
+            if e.format_message().strip():  # empty after `al4dstem` alone printed the help
+                print(f"error: {e.format_message()}", file=sys.stderr)
+            sys.exit(e.exit_code or 2)
+        if type(e).__name__ == "Abort":  # click's Ctrl-C / EOF at a prompt
+            print("interrupted", file=sys.stderr)
             sys.exit(130)
         raise
 
