@@ -27,7 +27,8 @@ def versions() -> dict:
 
     from al4dstem import __version__
 
-    return {"al4dstem": __version__, "torch": torch.__version__, "numpy": numpy.__version__}
+    # plain str: torch.__version__ is a TorchVersion, which weights_only loading refuses
+    return {"al4dstem": str(__version__), "torch": str(torch.__version__), "numpy": str(numpy.__version__)}
 
 
 def check_writable(path) -> Path:
