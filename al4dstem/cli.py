@@ -264,6 +264,72 @@ def _make_model(path: Path | None, ds, seed: int, sampler, store):
 # (train, predict, evaluate and demo commands go here)
 
 
+@app.command()
+def train(
+    data: str = typer.Argument(..., help="4D-STEM data the labels belong to."),
+    labels: Path = typer.Option(..., "--labels", help="Label file (CSV or ghost-hunter YAML); skips are ignored."),
+    out_path: Path = typer.Option(..., "--out", metavar="MODEL.pt", help="Model checkpoint to write."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights, the 80:20 split and the augmentation."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Most epochs (default: scaled to the label count)."),
+    network: str = typer.Option("default", "--network", help="default (fast) or paper (the paper's CNN)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: torch's choice)."),
+    verbose: bool = typer.Option(False, "--verbose", help="One line per epoch on stderr."),
+) -> None:
+    """Train a CNN on the labelled positions of DATA and save it as one checkpoint file."""
+    from al4dstem.data import open_dataset
+    from al4dstem.labels import as_arrays, read_labels
+    from al4dstem.models.checkpoint import check_writable
+
+    if epochs is not None and epochs < 1:
+        raise Al4dstemError(f"--epochs must be at least 1, got {epochs}")
+    ds = open_dataset(data, dataset=dataset)
+    positions, classes = as_arrays(read_labels(labels, ds.scan_shape))
+    check_writable(out_path)  # refuse before minutes of training, not after
+    from al4dstem.models import CNNClassifier  # torch: imported once the cheap checks have passed
+    from al4dstem.models.training import check_labels
+
+    try:
+        check_labels(classes)
+    except Al4dstemError as e:
+        raise Al4dstemError(f"{labels}: {e}") from None
+    clf = CNNClassifier(network=network, dataset=ds, epochs=epochs, n_threads=threads, random_state=seed,
+                        verbose=verbose)
+    with _epochs_bar() as progress:
+        clf.fit(positions, classes, progress=progress)
+    clf.save(out_path)
+    s = clf.summary_
+    counts = ", ".join(f"{name} {n}" for name, n in clf.label_counts_.items())
+    out.print(f"trained the {network} network on {s['n_labels']} labels ({counts}): best validation loss "
+              f"{s['best_val_loss']:.4f}, accuracy {s['best_val_accuracy']:.3f} on {s['n_val']} patterns at epoch "
+              f"{s['best_epoch']} of {s['epochs_run']} ({s['stopped']}); {s['seconds']:.1f} s; saved {out_path}",
+              highlight=False, soft_wrap=True)
+
+
+def _epochs_bar():
+    """A rich epoch bar on a terminal, nothing in a pipe: yields a ``progress(epoch, max, record)`` callback."""
+    from contextlib import contextmanager, nullcontext
+
+    if not console.is_terminal:
+        return nullcontext(None)
+
+    @contextmanager
+    def bar():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                      TimeElapsedColumn(), console=console, transient=True) as p:
+            task = p.add_task("", total=None)
+
+            def update(epoch, total, record):
+                p.update(task, completed=epoch, total=total,
+                         description=f"val loss {record['val_loss']:.3f} acc {record['val_accuracy']:.2f}")
+
+            yield update
+
+    return bar()
+
+
 # ---- predict, evaluate, demo (al4dstem.engines.local, al4dstem.maps, al4dstem.demo)
 
 

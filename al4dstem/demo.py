@@ -40,12 +40,13 @@ class DemoResult:
 
 def run_demo(out_dir="al4dstem-demo", seed: int = 0, budget: int = 50, geometry: str = "bands",
              nx: int = 206, ny: int = 34, detector: int = 256, network: str = "default",
-             epochs: int | None = None, n_threads: int | None = None,
-             log: Callable[[str], None] | None = None) -> DemoResult:
+             epochs: int | None = None, n_threads: int | None = None, preprocessing=None,
+             sampler: str = "grid-midpoint", log: Callable[[str], None] | None = None) -> DemoResult:
     """Run the whole pipeline on a simulated scan (paper-sized by default); returns a ``DemoResult``.
 
-    ``epochs`` and ``n_threads`` (torch threads for training) go to ``CNNClassifier`` (None: its
-    defaults); ``log`` receives one line per finished step.
+    ``epochs``, ``n_threads`` (torch threads for training) and ``preprocessing`` go to
+    ``CNNClassifier`` (None: its defaults); ``sampler`` names the sampler that picks the labels;
+    ``log`` receives one line per finished step.
     """
     from al4dstem.data import open_dataset
     from al4dstem.engines.local import predict_dataset
@@ -81,11 +82,12 @@ def run_demo(out_dir="al4dstem-demo", seed: int = 0, budget: int = 50, geometry:
     dataset = open_dataset(data)
     labels.unlink(missing_ok=True)  # the demo starts from no labels
     store = LabelStore(labels, dataset.scan_shape)
-    run_labelling(dataset, store, get_sampler("grid-midpoint", random_state=seed), TruthOracle(truth), budget)
+    run_labelling(dataset, store, get_sampler(sampler, random_state=seed), TruthOracle(truth), budget)
     positions, classes = as_arrays(store.rows)
-    say(f"labelled {len(positions)} positions with the grid-midpoint sampler: {labels} ({lap('label'):.1f} s)")
+    say(f"labelled {len(positions)} positions with the {sampler} sampler: {labels} ({lap('label'):.1f} s)")
 
-    clf = CNNClassifier(network=network, dataset=dataset, epochs=epochs, n_threads=n_threads, random_state=seed)
+    clf = CNNClassifier(network=network, dataset=dataset, epochs=epochs, n_threads=n_threads,
+                        preprocessing=preprocessing, random_state=seed)
     clf.fit(positions, classes)
     clf.save(model_path)
     say(f"trained the {network} network: {model_path} ({lap('train'):.1f} s)")

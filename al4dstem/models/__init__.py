@@ -1,9 +1,26 @@
 """Models: networks, physics-aware augmentation, training, and the ``CNNClassifier`` wrapper.
 
-Importing this package imports torch (the rest of al4dstem stays fast to import without it).
+The names below are imported on first use (PEP 562), so that light submodules such as
+``al4dstem.models.checkpoint`` can be imported without torch; using any of them imports torch.
 """
 
-from al4dstem.models.classifier import CNNClassifier, default_preprocessing
-from al4dstem.models.networks import NETWORKS, build_network
+import importlib
 
-__all__ = ["CNNClassifier", "NETWORKS", "build_network", "default_preprocessing"]
+_EXPORTS = {
+    "CNNClassifier": "al4dstem.models.classifier",
+    "default_preprocessing": "al4dstem.models.classifier",
+    "NETWORKS": "al4dstem.models.networks",
+    "build_network": "al4dstem.models.networks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'al4dstem.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return __all__

@@ -84,7 +84,12 @@ def read_checkpoint(path) -> dict:
         raise Al4dstemError(f"{path}: not a readable al4dstem model (truncated or corrupt: {reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Al4dstemError(f"{path}: not an al4dstem model file")
-    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+    try:
+        version = int(payload.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise Al4dstemError(f"{path}: damaged al4dstem model (format version {payload.get('format_version')!r})") \
+            from None
+    if version > FORMAT_VERSION:
         raise Al4dstemError(f"{path}: written by a newer al4dstem (model format {payload['format_version']}, "
                             f"this one reads up to {FORMAT_VERSION}); upgrade al4dstem")
     missing = [k for k in REQUIRED if k not in payload]

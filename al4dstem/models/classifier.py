@@ -37,10 +37,12 @@ def default_preprocessing(network: str, detector_shape) -> Preprocessing:
     """The preprocessing a network is designed for, made no larger than the detector.
 
     log scaling (counts span decades; ghosts are 1e-3..5e-2 of the main disks) and per-pattern
-    max normalisation, binned to the network's input size (128 for ``default``: the ghost disks
-    of a 512 or 256 detector stay resolved, 256 for ``paper`` as in the paper).
+    max normalisation, binned to the network's input size (64 for ``default``, 256 for ``paper`` as in
+    the paper). At 64 pixels the half-order spacing of a 256 or 512 detector's pattern is still
+    ~4.6 pixels and a ghost disk ~2 pixels across: resolved (``benchmarks/bench_accuracy.py
+    --size`` compares input sizes).
     """
-    size = INPUT_SIZES.get(network, 128)
+    size = INPUT_SIZES.get(network, 64)
     smallest = int(min(detector_shape))
     if smallest < size:
         size = max(16, smallest - smallest % 8)
@@ -77,7 +79,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     network : "default" (fast, few parameters) or "paper" (the paper's network).
     preprocessing : a ``Preprocessing``; None picks the network's own for the detector.
     dataset : where positions are read from (a ``Dataset`` or anything ``open_dataset`` takes).
-    epochs : most epochs; None scales with the label count (400 for 50 labels, 200 for 500).
+    epochs : most epochs; None scales with the label count (100 for 50 labels, 50 for 500).
     batch_size, lr, weight_decay : AdamW training (the paper's 4e-4 and 2e-3 by default).
     patience : epochs without validation progress before stopping early (None: a quarter of
         the epochs, at least 25).
@@ -187,7 +189,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
                 raw = ds.get(arr[i:i + CHUNK])
                 yield raw, finite_mask(raw), arr[i:i + CHUNK]
         else:
-            self._check_detector(tuple(arr.shape[1:]), "the given patterns")
+            self._check_detector(tuple(arr.shape[1:]), "the given pattern batch")
             for i in range(0, len(arr), CHUNK):
                 raw = arr[i:i + CHUNK]
                 yield raw, finite_mask(raw), None
@@ -207,8 +209,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             raise Al4dstemError(f"{len(arr)} {kind} but {len(y)} labels")
         check_labels(y)
         shape = self._dataset().detector_shape if kind == "positions" else arr.shape[1:]
-        self.initialize(shape)
-        x, counts = self._read_training_patterns(X)
+        learned = {k: v for k, v in vars(self).items() if k.endswith("_") or k == "_fast"}
+        try:
+            self.initialize(shape)
+            x, counts = self._read_training_patterns(X)
+        except BaseException:
+            self._restore(learned)  # a refused fit leaves a trained model as it was
+            raise
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
                              class_weight=self.class_weight, seed=int(self.random_state or 0))
@@ -226,6 +233,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
                          "seconds": time.perf_counter() - start}
         self._fast = None
         return self
+
+    def _restore(self, learned: dict) -> None:
+        for k in [k for k in vars(self) if k.endswith("_") or k == "_fast"]:
+            delattr(self, k)
+        vars(self).update(learned)
 
     def _read_training_patterns(self, X) -> tuple[np.ndarray, bool]:
         """The labelled patterns, read and binned once (linear, for augmentation), and whether
@@ -317,11 +329,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     def load(cls, path, dataset=None) -> CNNClassifier:
         """A trained classifier from a checkpoint file; ``dataset`` is where positions are read."""
         payload = checkpoint.read_checkpoint(path)
-        if list(payload["classes"]) != list(CLASSES):
-            raise Al4dstemError(f"{path}: the model's classes {payload['classes']} are not {list(CLASSES)}")
-        if payload["network"] not in NETWORKS:
-            raise Al4dstemError(f"{path}: unknown network {payload['network']!r} (one of {', '.join(NETWORKS)})")
         try:
+            if not isinstance(payload["classes"], (list, tuple)) or list(payload["classes"]) != list(CLASSES):
+                raise Al4dstemError(f"the model's classes {payload['classes']} are not {list(CLASSES)}")
+            if payload["network"] not in NETWORKS:
+                raise Al4dstemError(f"unknown network {payload['network']!r} (one of {', '.join(NETWORKS)})")
+            if len(payload["detector_shape"]) != 2:
+                raise Al4dstemError(f"detector shape {payload['detector_shape']} is not (rows, cols)")
             prep = Preprocessing.from_dict(payload["preprocessing"])
             params = {k: v for k, v in dict(payload.get("params", {})).items() if k in _STORED_PARAMS}
             model = cls(network=payload["network"], preprocessing=prep, dataset=dataset, **params)
@@ -330,6 +344,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             config = dict(payload["network_config"])
             net = build_network(payload["network"], **config)
             net.load_state_dict(payload["state_dict"])
+            model.label_counts_ = dict(payload.get("label_counts", {}))
+            model.summary_ = dict(payload.get("training", {}))
+            model.history_ = list(payload.get("history", []))
+            model.versions_ = dict(payload.get("versions", {}))
         except Al4dstemError as e:
             raise Al4dstemError(f"{path}: {e}") from None
         except (TypeError, ValueError, KeyError, RuntimeError) as e:
@@ -337,10 +355,6 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             raise Al4dstemError(f"{path}: damaged al4dstem model ({reason})") from None
         model.network_ = net.eval()
         model.classes_ = np.arange(N_CLASSES)
-        model.label_counts_ = dict(payload.get("label_counts", {}))
-        model.summary_ = dict(payload.get("training", {}))
-        model.history_ = list(payload.get("history", []))
-        model.versions_ = dict(payload.get("versions", {}))
         model._fast = None
         return model
 

@@ -13,7 +13,7 @@ layer to 128, ReLU, and 3 outputs. Its size depends on the input: 8.4 M paramete
 maps shrink, so no layer runs many channels at full resolution; global average and max pooling
 (is a ghost there at all? how much of it?) feed one linear layer. ~25 k parameters: little to
 overfit with 50 labels, tolerant of descan drift (pooling is translation invariant), and about
-4 M multiply-adds per 128 x 128 pattern (the paper's network: 0.4 G at 256 x 256).
+1 M multiply-adds per 64 x 64 pattern, its input size (the paper's network: 0.4 G at 256 x 256).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from torch import nn
 #: Network names, the default first.
 NETWORKS = ("default", "paper")
 #: Preprocessing (input) size each network is designed for, in pixels.
-INPUT_SIZES = {"default": 128, "paper": 256}
+INPUT_SIZES = {"default": 64, "paper": 256}
 N_CLASSES = 3
 
 
