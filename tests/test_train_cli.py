@@ -55,7 +55,8 @@ def test_train_writes_a_model_that_predicts(files):
     model = CNNClassifier.load(d / "model.pt", dataset=d / "data.npy")
     assert model.detector_shape_ == (DET, DET) and model.random_state == 3
     labelled = [truth[y, x] for y in range(ROWS) for x in range(COLS) if (x + y) % 2 == 0]
-    assert model.label_counts_ == dict(zip(("none", "vertical", "horizontal"), np.bincount(labelled).tolist()))
+    counts = np.bincount(labelled, minlength=3).tolist()
+    assert model.label_counts_ == dict(zip(("none", "vertical", "horizontal"), counts, strict=True))
     assert 1 <= model.summary_["epochs_run"] <= 40
     positions = np.array([(x, y) for y in range(ROWS) for x in range(COLS)])
     accuracy = (model.predict(positions) == truth[positions[:, 1], positions[:, 0]]).mean()

@@ -25,6 +25,8 @@ from torch import nn
 NETWORKS = ("default", "paper")
 #: Preprocessing (input) size each network is designed for, in pixels.
 INPUT_SIZES = {"default": 64, "paper": 256}
+#: AdamW learning rate each network trains with by default (the paper's 4e-4 for its own network).
+LEARNING_RATES = {"default": 2e-3, "paper": 4e-4}
 N_CLASSES = 3
 
 
