@@ -1,10 +1,10 @@
 """`al4dstem predict`, `evaluate` and the demo pipeline, driven as a user would (subprocess)."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run
 from PIL import Image
 
 from al4dstem.data import Preprocessing
@@ -14,18 +14,6 @@ from al4dstem.maps import auto_scale, evaluate
 from al4dstem.models import CNNClassifier
 
 ROWS, COLS, DET = 6, 8, 32
-
-
-def run(*args):
-    return subprocess.run(["al4dstem", *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_error(p, *words):
-    lines = [s for s in p.stderr.splitlines() if s.strip()]
-    assert p.returncode != 0, p.stdout
-    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
