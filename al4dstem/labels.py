@@ -91,8 +91,29 @@ def read_labels(path: str | os.PathLike, scan_shape: Sequence[int] | None = None
     return validate_labels(rows, path, scan_shape)
 
 
+def _read_text(path: Path) -> str:
+    """The text of a label file; a byte-order mark (Excel's CSV) is dropped."""
+    return _decode(path, _read_bytes(path))
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise Al4dstemError(f"{path}: is a folder, not a label file")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise Al4dstemError(f"{path}: cannot read the label file ({e.strerror or e})") from None
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise Al4dstemError(f"{path}: not a text label file (byte {e.start} is not UTF-8)") from None
+
+
 def _read_csv(path: Path, text: str | None = None) -> list[Label]:
-    text = path.read_text() if text is None else text
+    text = _read_text(path) if text is None else text
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     if not {"x", "y", "label"} <= set(header):
@@ -115,7 +136,7 @@ def _read_yaml(path: Path) -> list[Label]:
     import yaml
 
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(_read_text(path))
     except yaml.YAMLError as e:
         raise Al4dstemError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     entries = doc.get("labels") if isinstance(doc, dict) else None
@@ -212,11 +233,29 @@ def _atomic_write(path: Path, text: str) -> None:
 # ---------------------------------------------------------------- the append-only store
 
 
+def _complete_last_row(text: str) -> bool:
+    """Whether the line after the last newline is a whole row: every column, a valid label."""
+    lines = text.splitlines()
+    if len(lines) < 2:
+        return False
+    header = next(csv.reader([lines[0]]))
+    last = next(csv.reader([lines[-1]]), [])
+    if len(last) != len(header):
+        return False
+    try:
+        _read_csv(Path("-"), lines[0] + "\n" + lines[-1] + "\n")
+    except Al4dstemError:
+        return False
+    return True
+
+
 class LabelStore:
     """Append-only CSV of confirmed labels: one row per answer, flushed and fsynced.
 
     A crash or Ctrl-C loses nothing that was confirmed; opening the same file again resumes.
-    A final line cut short by a crash (no newline) was never confirmed and is dropped.
+    A final line cut short by a crash (no newline, columns missing or an incomplete label) was
+    never confirmed and is dropped; a complete last row without a newline (a file edited by
+    hand) is kept.
     Opening validates before writing anything, and a new file is only created by the first
     ``append``: a command that fails on bad input leaves the label file as it was.
     """
@@ -227,15 +266,22 @@ class LabelStore:
         self.rows: list[Label] = []
         self.repaired = False
         self.columns = list(STORE_COLUMNS)
-        data = self.path.read_bytes() if self.path.exists() else b""
-        cut = data.rfind(b"\n") + 1  # everything after the last newline is a torn write
+        self._newline_first = False
+        data = _read_bytes(self.path) if self.path.exists() else b""
+        text = _decode(self.path, data)
+        cut = data.rfind(b"\n") + 1
+        if data[cut:].strip() and _complete_last_row(text):
+            cut = len(data)  # a file written by hand without a final newline: its last row counts
+            self._newline_first = True
+        elif not cut and data.strip():
+            raise Al4dstemError(f"{self.path}: not a label CSV (no complete line with header x,y,label)")
         if cut:
-            text = data[:cut].decode()
+            text = _decode(self.path, data[:cut])
             self.rows = _read_csv(self.path, text)
             validate_labels(self.rows, self.path, scan_shape)
             self.columns = [c.strip() for c in next(csv.reader(io.StringIO(text)))]
         if cut < len(data):
-            self._truncate(cut)
+            self._truncate(cut)  # a line cut short by a crash: never confirmed
 
     def _truncate(self, cut: int) -> None:
         with open(self.path, "r+b") as f:
@@ -262,9 +308,10 @@ class LabelStore:
         if not self.path.exists() or self.path.stat().st_size == 0:
             _atomic_write(self.path, _csv_text(self.columns, []))
         with open(self.path, "a", newline="") as f:
-            f.write(line.getvalue())
+            f.write(("\n" if self._newline_first else "") + line.getvalue())
             f.flush()
             os.fsync(f.fileno())
+        self._newline_first = False
         self.rows.append(row)
         return row
 
@@ -274,6 +321,7 @@ class LabelStore:
             return None
         last = self.rows.pop()
         _atomic_write(self.path, _csv_text(self.columns, self.rows))
+        self._newline_first = False
         return last
 
     def __len__(self) -> int:

@@ -183,21 +183,31 @@ def write_prediction(prefix, probs, valid=None, labels=None, figure: bool = True
     """Write ``PREFIX.npy``, ``PREFIX_valid.npy``, ``PREFIX.png`` and (if ``figure``) ``PREFIX_figure.png``.
 
     Positions not classified (``valid`` False or a non-finite row) are stored as uniform 1/3 rows.
+    Every file is written beside its final name and renamed into place once all are written, so an
+    interrupted run leaves no half-written file (and no mix of old and new maps). Without
+    ``figure``, a figure left by an earlier run under the same prefix is removed.
     """
     paths = check_writable(prefix)
     probs = _check_probs(probs)
     valid = valid_mask(probs, valid)
     stored = np.where(valid[..., None], probs, np.float32(1 / len(CLASSES))).astype(np.float32)
+    if not figure:
+        paths.pop("figure").unlink(missing_ok=True)
+    temps = {k: p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}") for k, p in paths.items()}
     try:
-        np.save(paths["probs"], stored)
-        np.save(paths["valid"], valid)
-    except OSError as e:
-        raise Al4dstemError(f"{paths['probs']}: cannot write ({e.strerror or e})") from None
-    save_map_png(probs, paths["png"], valid)
-    if figure:
-        save_figure(probs, paths["figure"], valid, labels)
-    else:
-        del paths["figure"]
+        try:
+            np.save(temps["probs"], stored)
+            np.save(temps["valid"], valid)
+        except OSError as e:
+            raise Al4dstemError(f"{paths['probs']}: cannot write ({e.strerror or e})") from None
+        save_map_png(probs, temps["png"], valid)
+        if figure:
+            save_figure(probs, temps["figure"], valid, labels)
+        for k, p in paths.items():
+            os.replace(temps[k], p)
+    finally:
+        for t in temps.values():
+            t.unlink(missing_ok=True)
     return paths
 
 

@@ -67,10 +67,10 @@ def test_info_reports_nonfinite_patterns_and_hdf5_dataset(tmp_path):
         f["a"] = arr
         f["b"] = arr[:2]
     r = run("info", tmp_path / "two.h5", "--dataset", "a")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 2, r.stderr  # the report is printed, the bad patterns fail the command
     assert "non-finite  2 patterns hold NaN or inf, e.g. x=5, y=2" in r.stdout
     assert "two.h5:a" in r.stdout and "format      HDF5" in r.stdout
-    assert r.stderr.count("\n") == 1 and "2 patterns hold NaN or inf" in r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "2 patterns hold NaN or inf" in r.stderr
     assert "!" in r.stdout.split("non-finite patterns):\n", 1)[1]
 
 

@@ -139,6 +139,43 @@ def test_store_drops_torn_last_line(tmp_path):
     assert path.read_text().endswith("\n")
 
 
+def test_store_keeps_a_complete_last_row_written_by_hand(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("x,y,label\n0,0,v\n1,0,h")  # no final newline, as editors and exports leave it
+    store = LabelStore(path, (4, 4))
+    assert not store.repaired and store.labels == {(0, 0): 1, (1, 0): 2}
+    store.append(2, 0, 0)
+    assert [(r.position, r.label) for r in read_labels(path)] == [((0, 0), 1), ((1, 0), 2), ((2, 0), 0)]
+
+
+def test_store_refuses_a_file_that_is_not_a_label_csv_and_leaves_it(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(b"\xff\xfe bad")
+    with pytest.raises(Al4dstemError, match="labels.csv"):
+        LabelStore(path)
+    assert path.read_bytes() == b"\xff\xfe bad"
+    path.write_text("no header here")
+    with pytest.raises(Al4dstemError, match="not a label CSV"):
+        LabelStore(path)
+    assert path.read_text() == "no header here"
+
+
+def test_unreadable_label_files_are_clear_errors(tmp_path):
+    (tmp_path / "latin1.csv").write_bytes("x,y,label\n0,0,h\xe9\n".encode("latin-1"))
+    with pytest.raises(Al4dstemError, match="latin1.csv: not a text label file"):
+        read_labels(tmp_path / "latin1.csv")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(Al4dstemError, match="folder.csv: is a folder"):
+        read_labels(tmp_path / "folder.csv")
+    with pytest.raises(Al4dstemError, match="folder.csv: is a folder"):
+        LabelStore(tmp_path / "folder.csv")
+
+
+def test_excel_byte_order_mark_is_ignored(tmp_path):
+    (tmp_path / "excel.csv").write_bytes("x,y,label\r\n3,1,vertical\r\n".encode("utf-8-sig"))
+    assert [(r.position, r.label) for r in read_labels(tmp_path / "excel.csv")] == [((3, 1), 1)]
+
+
 def test_classes_order_is_fixed():
     assert CLASSES == ("none", "vertical", "horizontal")
     assert [parse_label(c) for c in CLASSES] == [0, 1, 2]

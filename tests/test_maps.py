@@ -81,6 +81,16 @@ def test_figure_is_written(tmp_path):
     assert img.format == "PNG" and img.size[0] > 400
 
 
+def test_prediction_files_replace_old_ones_whole(tmp_path):
+    probs = one_hot(np.tile([0, 1, 2], (4, 6)))
+    first = write_prediction(tmp_path / "map", probs)
+    assert first["figure"].exists()
+    again = write_prediction(tmp_path / "map", probs[..., ::-1].copy(), figure=False)
+    assert "figure" not in again and not first["figure"].exists()  # no stale figure beside the new map
+    np.testing.assert_array_equal(np.load(again["probs"]), probs[..., ::-1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.npy", "map.png", "map_valid.npy"]
+
+
 def test_evaluate_matches_hand_computation():
     truth = np.array([[0, 1, 2], [1, 1, 2]])
     pred = np.array([[0, 1, 1], [1, 2, 2]])  # 4 of 6 right

@@ -682,6 +682,21 @@ def test_a_refused_fit_keeps_the_trained_model(scan, split):
     with pytest.raises(Al4dstemError, match="NaN"):
         clf.fit(bad, y)
     np.testing.assert_array_equal(clf.predict_proba(data[pool[:, 1], pool[:, 0]]), before)
+    with pytest.raises(Al4dstemError, match="batch size"):  # refused by the training loop itself
+        clf.set_params(batch_size=1).fit(data[pos[:, 1], pos[:, 0]], y)
+    np.testing.assert_array_equal(clf.predict_proba(data[pool[:, 1], pool[:, 0]]), before)
+    assert clf.summary_["epochs_run"] >= 1
+
+
+def test_checkpoint_keeps_model_settings_not_run_settings(trained, tmp_path):
+    old = trained.get_params()
+    try:
+        trained.set_params(verbose=True, n_threads=1).save(tmp_path / "m.pt")
+    finally:
+        trained.set_params(verbose=old["verbose"], n_threads=old["n_threads"])
+    params = CNNClassifier.load(tmp_path / "m.pt").get_params()
+    assert params["verbose"] is False and params["n_threads"] is None
+    assert params["random_state"] == trained.random_state and params["epochs"] == trained.epochs
 
 
 def test_detector_shape_mismatch_names_both_shapes(trained, split):

@@ -20,10 +20,11 @@ Progress = Callable[[int, int], None]  # (patterns done, patterns in total)
 
 @dataclass
 class Batch:
-    """A run of patterns in scan order: rows ``row_start:row_stop`` of the scan, all columns."""
+    """A run of patterns in scan order: flat positions ``start:stop`` (index = row * cols + col),
+    whole scan rows or a piece of one row (a row wider than the batch is read in pieces)."""
 
-    row_start: int
-    row_stop: int
+    start: int
+    stop: int
     positions: np.ndarray  # (n, 2) int64, (x, y)
     patterns: np.ndarray  # (n, det_rows, det_cols), the file's dtype
 
@@ -131,15 +132,31 @@ class Dataset:
         return out
 
     def iter_batches(self, batch_size: int = 256) -> Iterator[Batch]:
-        """Stream the scan in order, whole scan rows at a time, about ``batch_size`` patterns each."""
+        """Stream the scan in order, at most ``batch_size`` patterns per batch.
+
+        Whole scan rows are read together when they fit (one contiguous read); a row wider than
+        ``batch_size`` is read in pieces, so memory never grows with the scan's size or width.
+        """
         rows, cols = self.scan_shape
-        step = max(1, int(batch_size) // cols)
-        for r0 in range(0, rows, step):
-            r1 = min(rows, r0 + step)
-            block = np.asarray(self._read(slice(r0, r1), f"scan rows {r0}..{r1 - 1}"))
-            yy, xx = np.mgrid[r0:r1, 0:cols]
-            pos = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.int64)
-            yield Batch(r0, r1, pos, block.reshape(-1, *self.detector_shape))
+        batch_size = max(1, int(batch_size))
+        if cols <= batch_size:
+            step = batch_size // cols
+            for r0 in range(0, rows, step):
+                r1 = min(rows, r0 + step)
+                block = np.asarray(self._read(slice(r0, r1), f"scan rows {r0}..{r1 - 1}"))
+                yield self._batch(r0 * cols, r1 * cols, block)
+            return
+        for r in range(rows):
+            for c0 in range(0, cols, batch_size):
+                c1 = min(cols, c0 + batch_size)
+                block = np.asarray(self._read((r, slice(c0, c1)), f"scan row {r}, columns {c0}..{c1 - 1}"))
+                yield self._batch(r * cols + c0, r * cols + c1, block)
+
+    def _batch(self, start: int, stop: int, block: np.ndarray) -> Batch:
+        cols = self.scan_shape[1]
+        flat = np.arange(start, stop, dtype=np.int64)
+        pos = np.stack([flat % cols, flat // cols], axis=1)
+        return Batch(start, stop, pos, block.reshape(-1, *self.detector_shape))
 
     def load(self) -> np.ndarray:
         """The whole scan in memory (only when asked)."""
@@ -182,7 +199,7 @@ class Dataset:
         check = self.dtype.kind == "f"
         for b in self._stream(batch_size, progress):
             vals = b.patterns[:, mask].sum(axis=1, dtype=np.float64)
-            image[b.row_start:b.row_stop] = vals.reshape(b.row_stop - b.row_start, -1)
+            image.reshape(-1)[b.start:b.stop] = vals
             if check:
                 bad.append(b.positions[_nonfinite_rows(b.patterns)])
         nonfinite = np.concatenate(bad) if bad else np.zeros((0, 2), dtype=np.int64)

@@ -164,7 +164,11 @@ def _is_py4dstem_native(f) -> bool:
     """EMD 1.0 / py4DSTEM files mark their top-level groups with ``emd_group_type``."""
     if "emd_group_type" in f.attrs or "version_major" in f.attrs:
         return True
-    return any("emd_group_type" in f[k].attrs for k in f.keys() if hasattr(f[k], "attrs"))
+    for k in f.keys():
+        obj = f.get(k)  # None for a dangling soft or external link
+        if obj is not None and "emd_group_type" in obj.attrs:
+            return True
+    return False
 
 
 def _open_py4dstem_read(path: Path, size: int) -> Dataset:

@@ -43,7 +43,10 @@ def default_threads() -> tuple[int, int]:
     The network and the preprocessing run at the same time on different threads, so each
     gets part of the cores: measured on 2 cores, one each beats two each (they only compete).
     """
-    cores = os.cpu_count() or 1
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
+    except AttributeError:
+        cores = os.cpu_count() or 1
     if cores <= 2:
         return 1, 1
     pre = max(1, cores // 4)
@@ -122,22 +125,19 @@ def _forward(model, x: np.ndarray) -> np.ndarray:
 def _preprocessed(dataset: Dataset, preprocessing, batch_size: int, spent: dict) -> Iterator:
     """``(first, stop, model input, finite mask)`` per batch of at most ``batch_size`` patterns.
 
-    ``first:stop`` index the scan's positions in scan order. The dataset is read whole rows at a
-    time; rows wider than ``batch_size`` are cut, so memory does not grow with the scan width.
+    ``first:stop`` index the scan's positions in scan order (``Dataset.iter_batches``: whole rows
+    when they fit, pieces of a row wider than ``batch_size``, so memory does not grow with the scan).
     """
     release = _page_releaser(dataset.array)
-    cols = dataset.scan_shape[1]
     t = time.perf_counter()
     for batch in dataset.iter_batches(batch_size):
-        first = batch.row_start * cols
-        for i in range(0, len(batch.patterns), batch_size):
-            raw = batch.patterns[i:i + batch_size]
-            ok = finite_mask(raw)
-            x = preprocessing(raw)
-            release(raw)
-            spent["read_preprocess"] += time.perf_counter() - t
-            yield first + i, first + i + len(raw), x, ok
-            t = time.perf_counter()
+        raw = batch.patterns
+        ok = finite_mask(raw)
+        x = preprocessing(raw)
+        release(raw)
+        spent["read_preprocess"] += time.perf_counter() - t
+        yield batch.start, batch.stop, x, ok
+        t = time.perf_counter()
 
 
 def _prefetch(items: Iterator, spent: dict, depth: int = PREFETCH) -> Iterator:

@@ -80,7 +80,7 @@ def read_checkpoint(path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # zip, pickle, EOF and unsupported-type errors all mean the same to a user
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
         raise Al4dstemError(f"{path}: not a readable al4dstem model (truncated or corrupt: {reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise Al4dstemError(f"{path}: not an al4dstem model file")

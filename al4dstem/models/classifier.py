@@ -36,8 +36,9 @@ from al4dstem.models.training import Progress, TrainConfig, check_labels, train_
 CHUNK = 256  # patterns read and preprocessed at a time
 N_CLASSES = len(CLASSES)
 # hyper-parameters a checkpoint keeps (dataset and preprocessing are stored their own way)
+# (run-time settings such as verbose and n_threads belong to the machine and run, not the model)
 _STORED_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "augment", "class_weight",
-                  "n_threads", "random_state", "verbose")
+                  "random_state")
 
 
 def default_preprocessing(network: str, detector_shape) -> Preprocessing:
@@ -223,20 +224,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         try:
             self.initialize(shape)
             x, counts = self._read_training_patterns(X)
+            result = self._train(x, y, counts, progress)
         except BaseException:
-            self._restore(learned)  # a refused fit leaves a trained model as it was
+            self._restore(learned)  # a refused or interrupted fit leaves a trained model as it was
             raise
-        lr = LEARNING_RATES[self.network] if self.lr is None else float(self.lr)
-        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=lr,
-                             weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
-                             class_weight=self.class_weight, seed=int(self.random_state or 0))
-        log = (lambda line: print(line, file=sys.stderr)) if self.verbose else None
-        import torch
-
-        with torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.random_state or 0))
-            finish = Finish(self.preprocessing_.scaling, self.preprocessing_.normalise)
-            result = train_network(self.network_, x, y, config, finish, counts=counts, progress=progress, log=log)
         counts = np.bincount(y, minlength=N_CLASSES)
         self.label_counts_ = {name: int(c) for name, c in zip(CLASSES, counts, strict=True)}
         self.history_ = result.history
@@ -244,6 +235,19 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
                          "seconds": time.perf_counter() - start}
         self._fast = None
         return self
+
+    def _train(self, x: np.ndarray, y: np.ndarray, counts: bool, progress: Progress | None):
+        import torch
+
+        lr = LEARNING_RATES[self.network] if self.lr is None else float(self.lr)
+        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=lr,
+                             weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
+                             class_weight=self.class_weight, seed=int(self.random_state or 0))
+        log = (lambda line: print(line, file=sys.stderr)) if self.verbose else None
+        with torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state or 0))
+            finish = Finish(self.preprocessing_.scaling, self.preprocessing_.normalise)
+            return train_network(self.network_, x, y, config, finish, counts=counts, progress=progress, log=log)
 
     def _restore(self, learned: dict) -> None:
         for k in [k for k in vars(self) if k.endswith("_") or k == "_fast"]:

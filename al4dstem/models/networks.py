@@ -71,7 +71,7 @@ class DomainNet(nn.Module):
     side must be at least ``2 ** len(widths)`` pixels (any size works: pooling is global).
     """
 
-    def __init__(self, input_size: int = 128, widths=(8, 16, 32, 64), dropout: float = 0.2):
+    def __init__(self, input_size: int = 64, widths=(8, 16, 32, 64), dropout: float = 0.2):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if input_size < 2 ** len(widths):

@@ -158,8 +158,8 @@ def class_weights(y_train: np.ndarray, mode: str | None, symmetric: bool) -> np.
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator, min_samples: int = 0) -> list[np.ndarray]:
-    """A shuffled epoch in batches of nearly equal size, none smaller than ``batch_size`` (batch
-    norm cannot train on one pattern).
+    """A shuffled epoch in batches of nearly equal size, none smaller than ``batch_size`` unless the
+    epoch itself is smaller (batch norm cannot train on a batch of one pattern).
 
     The training set is passed over as many times as it takes to reach ``min_samples``
     (each pass reshuffled; augmentation makes every repeat a new view).
@@ -213,6 +213,9 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
         record = _epoch(net, xt, yt, train_idx, config.batch_size, augmenter, finish, counts, loss_fn, optimizer,
                         rng)
         val_loss, val_acc = evaluate(net, x_val, y_val, val_loss_fn)
+        if not (math.isfinite(val_loss) and math.isfinite(record["train_loss"])):
+            raise Al4dstemError(f"training diverged at epoch {epoch} (the loss is not finite): check the data "
+                                "for extreme values, or lower the learning rate")
         scheduler.step(val_loss)
         record.update(epoch=epoch, val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"])
         history.append(record)

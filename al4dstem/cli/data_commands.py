@@ -1,0 +1,79 @@
+"""``al4dstem info`` and ``al4dstem simulate``: look at data, make synthetic data."""
+
+from __future__ import annotations
+
+import typer
+
+from al4dstem.cli.app import app, console, out
+from al4dstem.errors import Al4dstemError
+
+
+@app.command()
+def info(
+    data: str = typer.Argument(..., help="4D-STEM data: .npy, .h5/.hdf5/.emd/.py4dstem, .dm3/.dm4/.mib/.raw "
+                                         "or a folder of X_Y*.png."),
+    dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
+) -> None:
+    """Format, shape, dtype, size, broken patterns and a virtual bright-field image of DATA."""
+    from al4dstem.data import open_dataset
+    from al4dstem.data.preview import ScanImage, describe, nonfinite_note
+
+    ds = open_dataset(data, dataset=dataset)
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("reading"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("reading", total=ds.n_positions)
+            survey = ds.survey(progress=lambda done, _: bar.update(task, completed=done))
+    else:
+        survey = ds.survey()
+    for key, value in describe(ds, survey):
+        out.print(f"{key:<11} {value}", highlight=False, soft_wrap=True)
+    out.print("virtual bright field (red / '!': non-finite patterns):", highlight=False)
+    out.print(ScanImage(survey.marked_image()))
+    if len(survey.nonfinite):  # the whole report is printed, and scripts still see bad data by the exit code
+        raise Al4dstemError(f"{ds.source}: {nonfinite_note(survey)}")
+
+
+@app.command()
+def simulate(
+    out_path: str = typer.Argument(..., metavar="OUT", help="Output data file: .npy, .h5 or .hdf5."),
+    truth: str | None = typer.Option(None, "--truth", help="Write the ground truth here (CSV x,y,label)."),
+    geometry: str = typer.Option("bands", "--geometry",
+                                 help="Domain layout: bands, tilted, bullseye, stripes, needles."),
+    nx: int = typer.Option(206, "--nx", help="Scan columns."),
+    ny: int = typer.Option(34, "--ny", help="Scan rows."),
+    detector: int = typer.Option(256, "--detector", help="Detector side in pixels."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same scan."),
+    dose: float = typer.Option(1e5, "--dose", help="Mean electrons per pattern."),
+    ghost_strength: float = typer.Option(0.02, "--ghost-strength",
+                                         help="Ghost / main disk intensity (realistic 1e-3..5e-2)."),
+    wall_width: float = typer.Option(1.0, "--wall-width", help="Domain mixing blur at walls, scan pixels."),
+    none_width: float | None = typer.Option(None, "--none-width",
+                                            help="Thickness of the none walls, scan pixels (default per geometry)."),
+    rotation: float = typer.Option(4.0, "--rotation", help="Crystal axes vs detector axes, degrees."),
+    drift: float = typer.Option(0.012, "--drift", help="Largest descan drift, fraction of the detector side."),
+    counting: bool = typer.Option(True, "--counting/--no-counting", help="Poisson counting noise."),
+    threads: int | None = typer.Option(None, "--threads", help="Worker threads (speed only, not the result)."),
+) -> None:
+    """Simulate a boracite-like 4D-STEM scan with ground truth (see al4dstem.simulate)."""
+    from al4dstem.simulate import simulate_to_file
+
+    options = dict(out_path=out_path, truth_path=truth, nx=nx, ny=ny, detector=detector, geometry=geometry,
+                   seed=seed, threads=threads, dose=dose, ghost_strength=ghost_strength,
+                   wall_width=wall_width, none_width=none_width, rotation=rotation, drift=drift,
+                   counting=counting)
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("simulating", total=nx * ny)
+            result = simulate_to_file(**options, progress=lambda done, _: bar.update(task, completed=done))
+    else:
+        result = simulate_to_file(**options)
+    counts = ", ".join(f"{name} {n}" for name, n in result.class_counts.items())
+    truth_note = f"; truth {result.truth_path}" if result.truth_path else ""
+    out.print(f"{result.path}: {geometry} scan {nx} x {ny} (cols x rows), shape {result.shape} uint16; "
+              f"{counts}{truth_note}; {result.seconds:.1f} s", highlight=False, soft_wrap=True)
