@@ -744,6 +744,25 @@ def test_save_load_round_trip(trained, split, tmp_path, scan):
     assert len(loaded.history_) == len(trained.history_)
 
 
+def test_trained_network_classifies_as_the_classifier_without_scikit_learn(trained, split, tmp_path, scan):
+    import subprocess
+    import sys
+
+    from al4dstem.engines.local import predict_dataset
+    from al4dstem.models.trained import TrainedNetwork
+
+    data, _ = scan
+    trained.save(tmp_path / "model.pt")
+    light = TrainedNetwork.load(tmp_path / "model.pt")
+    assert light.name == trained.network and light.detector_shape_ == (DET, DET)
+    np.testing.assert_allclose(predict_dataset(light, data)[0], predict_dataset(trained, data)[0], atol=1e-6)
+    with pytest.raises(Al4dstemError, match="24 x 24"):
+        light.check_compatible(make_scan(det=24)[0])
+    code = ("import sys; from al4dstem.models.trained import TrainedNetwork; "
+            f"TrainedNetwork.load({str(tmp_path / 'model.pt')!r}); print('sklearn' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
 def test_checkpoint_loads_weights_only(trained, tmp_path):
     path = tmp_path / "model.pt"
     trained.save(path)

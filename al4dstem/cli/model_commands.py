@@ -80,9 +80,9 @@ def predict(
     start = time.perf_counter()
     check_writable(out_prefix)
     ds = open_dataset(data, dataset)
-    from al4dstem.models import CNNClassifier  # torch: imported once the cheap checks have passed
+    from al4dstem.models.trained import TrainedNetwork  # torch: imported once the cheap checks have passed
 
-    clf = CNNClassifier.load(model, dataset=ds)
+    clf = TrainedNetwork.load(model)
     marks = as_arrays(read_labels(labels, ds.scan_shape)) if labels is not None else None
     t0 = time.perf_counter()
     with patterns_bar("predicting", ds.n_positions) as progress:

@@ -31,9 +31,9 @@ from al4dstem.models.networks import (
     inference_network,
     network_config,
 )
+from al4dstem.models.trained import CHUNK, TrainedNetwork, check_detector, forward
 from al4dstem.models.training import Progress, TrainConfig, check_labels, train_network
 
-CHUNK = 256  # patterns read and preprocessed at a time
 N_CLASSES = len(CLASSES)
 # hyper-parameters a checkpoint keeps (dataset and preprocessing are stored their own way)
 # (run-time settings such as verbose and n_threads belong to the machine and run, not the model)
@@ -168,11 +168,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self._check_detector(tuple(ds.detector_shape), ds.source)
 
     def _check_detector(self, shape, source: str) -> None:
-        if tuple(shape) != tuple(self.detector_shape_):
-            mr, mc = self.detector_shape_
-            dr, dc = shape
-            raise Al4dstemError(f"the model was trained on {mr} x {mc} detector patterns but {source} has "
-                                f"{dr} x {dc} patterns: train a model on this detector size")
+        check_detector(self.detector_shape_, shape, source)
 
     # ------------------------------------------------------------------ input
     @staticmethod
@@ -277,22 +273,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     # ------------------------------------------------------------------ inference
     def forward_preprocessed(self, x: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(n, 3)`` float32 for preprocessed patterns ``(n, size, size)``."""
-        import torch
-
         self._check_fitted()
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 2:
-            x = x[None]
-        size = self.preprocessing_.output_shape
-        if x.ndim != 3 or tuple(x.shape[1:]) != tuple(size):
-            raise Al4dstemError(f"expected preprocessed patterns (n, {size[0]}, {size[1]}), got shape {x.shape}")
-        net = self._fast_network()
-        out = np.empty((len(x), N_CLASSES), dtype=np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(x), CHUNK):
-                xb = torch.from_numpy(np.ascontiguousarray(x[i:i + CHUNK]))[:, None]
-                out[i:i + CHUNK] = torch.softmax(net(xb), dim=1).numpy()
-        return out
+        return forward(self._fast_network(), x, self.preprocessing_.output_shape)
 
     def _fast_network(self):
         if getattr(self, "_fast", None) is None or self._fast[0] is not self.network_:
@@ -343,33 +325,21 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     @classmethod
     def load(cls, path, dataset=None) -> CNNClassifier:
         """A trained classifier from a checkpoint file; ``dataset`` is where positions are read."""
-        payload = checkpoint.read_checkpoint(path)
+        trained = TrainedNetwork.load(path)
+        payload = trained.payload
+        params = {k: v for k, v in payload.get("params", {}).items() if k in _STORED_PARAMS}
         try:
-            if not isinstance(payload["classes"], (list, tuple)) or list(payload["classes"]) != list(CLASSES):
-                raise Al4dstemError(f"the model's classes {payload['classes']} are not {list(CLASSES)}")
-            if payload["network"] not in NETWORKS:
-                raise Al4dstemError(f"unknown network {payload['network']!r} (one of {', '.join(NETWORKS)})")
-            if len(payload["detector_shape"]) != 2:
-                raise Al4dstemError(f"detector shape {payload['detector_shape']} is not (rows, cols)")
-            prep = Preprocessing.from_dict(payload["preprocessing"])
-            params = {k: v for k, v in dict(payload.get("params", {})).items() if k in _STORED_PARAMS}
-            model = cls(network=payload["network"], preprocessing=prep, dataset=dataset, **params)
-            model.detector_shape_ = tuple(int(s) for s in payload["detector_shape"])
-            model.preprocessing_ = prep
-            config = dict(payload["network_config"])
-            net = build_network(payload["network"], **config)
-            net.load_state_dict(payload["state_dict"])
-            model.label_counts_ = dict(payload.get("label_counts", {}))
-            model.summary_ = dict(payload.get("training", {}))
-            model.history_ = list(payload.get("history", []))
-            model.versions_ = dict(payload.get("versions", {}))
-        except Al4dstemError as e:
-            raise Al4dstemError(f"{path}: {e}") from None
-        except (TypeError, ValueError, KeyError, RuntimeError) as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise Al4dstemError(f"{path}: damaged al4dstem model ({reason})") from None
-        model.network_ = net.eval()
+            model = cls(network=trained.name, preprocessing=trained.preprocessing_, dataset=dataset, **params)
+        except TypeError as e:
+            raise Al4dstemError(f"{path}: damaged al4dstem model ({e})") from None
+        model.network_ = trained.network_
+        model.preprocessing_ = trained.preprocessing_
+        model.detector_shape_ = trained.detector_shape_
         model.classes_ = np.arange(N_CLASSES)
+        model.label_counts_ = dict(payload.get("label_counts", {}))
+        model.summary_ = dict(payload.get("training", {}))
+        model.history_ = list(payload.get("history", []))
+        model.versions_ = dict(payload.get("versions", {}))
         model._fast = None
         return model
 
