@@ -54,10 +54,15 @@ def run_demo(out_dir="al4dstem-demo", seed: int = 0, budget: int = 50, geometry:
     from al4dstem.loop import run_labelling
     from al4dstem.maps import evaluate, write_prediction
     from al4dstem.models import CNNClassifier
+    from al4dstem.models.training import MIN_LABELS
     from al4dstem.oracles import TruthOracle
-    from al4dstem.simulate import simulate_to_file
+    from al4dstem.simulate import GEOMETRIES, simulate_to_file
     from al4dstem.strategies import get_sampler
 
+    if geometry not in GEOMETRIES:  # before any folder is made
+        raise Al4dstemError(f"unknown geometry {geometry!r} (one of {', '.join(GEOMETRIES)})")
+    if budget < MIN_LABELS:
+        raise Al4dstemError(f"--budget {budget} is too small to train a model: at least {MIN_LABELS} labels are needed")
     say = log or (lambda line: None)
     out = Path(out_dir)
     try:
