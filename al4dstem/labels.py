@@ -235,9 +235,9 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _complete_last_row(text: str) -> bool:
     """Whether the line after the last newline is a whole row: every column, a valid label."""
-    lines = text.splitlines()
-    if len(lines) < 2:
-        return False
+    lines = text.lstrip("\ufeff").splitlines()
+    if len(lines) == 1:  # a header and no rows yet
+        return {"x", "y", "label"} <= {h.strip() for h in next(csv.reader(lines))}
     header = next(csv.reader([lines[0]]))
     last = next(csv.reader([lines[-1]]), [])
     if len(last) != len(header):
@@ -268,9 +268,11 @@ class LabelStore:
         self.columns = list(STORE_COLUMNS)
         self._newline_first = False
         data = _read_bytes(self.path) if self.path.exists() else b""
-        text = _decode(self.path, data)
         cut = data.rfind(b"\n") + 1
-        if data[cut:].strip() and _complete_last_row(text):
+        # a torn write may end inside a character: judge the tail leniently, the rest strictly
+        tail = data[cut:].decode("utf-8", errors="replace")
+        text = _decode(self.path, data[:cut]) + tail
+        if tail.strip() and "\ufffd" not in tail and _complete_last_row(text):
             cut = len(data)  # a file written by hand without a final newline: its last row counts
             self._newline_first = True
         elif not cut and data.strip():

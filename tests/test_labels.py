@@ -146,6 +146,19 @@ def test_store_keeps_a_complete_last_row_written_by_hand(tmp_path):
     assert not store.repaired and store.labels == {(0, 0): 1, (1, 0): 2}
     store.append(2, 0, 0)
     assert [(r.position, r.label) for r in read_labels(path)] == [((0, 0), 1), ((1, 0), 2), ((2, 0), 0)]
+    path.write_text("x,y,label")  # a header alone
+    store = LabelStore(path, (4, 4))
+    assert not store.repaired and store.labels == {}
+    store.append(3, 1, 2)
+    assert [(r.position, r.label) for r in read_labels(path)] == [((3, 1), 2)]
+
+
+def test_store_drops_a_tail_torn_inside_a_character(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes("x,y,label,note\n0,0,v,ok\n1,0,h,caf\u00e9".encode()[:-1])  # cut inside the last character
+    store = LabelStore(path)
+    assert store.repaired and store.labels == {(0, 0): 1}
+    assert path.read_text() == "x,y,label,note\n0,0,v,ok\n"
 
 
 def test_store_refuses_a_file_that_is_not_a_label_csv_and_leaves_it(tmp_path):
