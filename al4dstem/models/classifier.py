@@ -31,9 +31,10 @@ from al4dstem.models.networks import (
     inference_network,
     network_config,
 )
-from al4dstem.models.trained import CHUNK, TrainedNetwork, check_detector, forward
+from al4dstem.models.trained import TrainedNetwork, check_detector, forward
 from al4dstem.models.training import Progress, TrainConfig, check_labels, train_network
 
+CHUNK = 256  # patterns read and preprocessed at a time (bounded memory for any number of positions)
 N_CLASSES = len(CLASSES)
 # hyper-parameters a checkpoint keeps (dataset and preprocessing are stored their own way)
 # (run-time settings such as verbose and n_threads belong to the machine and run, not the model)
