@@ -159,7 +159,7 @@ def output_paths(prefix) -> dict[str, Path]:
     """The files of a prediction ``PREFIX`` (a trailing ``.npy`` is dropped): probs, valid, png, figure."""
     prefix = Path(prefix)
     if prefix.name in ("", ".", "..") or prefix.is_dir():  # `--out .` or `--out results/`: a folder, no name
-        raise Al4dstemError(f"{prefix}: is a folder, expected a file prefix such as {prefix / 'map'}")
+        raise Al4dstemError(f"{prefix}: is a folder, expected a file prefix such as {os.path.join(prefix, 'map')}")
     if prefix.suffix.lower() == ".npy":
         prefix = prefix.with_suffix("")
     name = prefix.name
