@@ -1,14 +1,18 @@
 """Drawing diffraction patterns and the scan overview in a terminal, with rich.
 
 Pure functions from arrays to rich renderables; nothing here reads keys or talks to the
-loop. Images are drawn with the upper half block: one character cell holds two pixels
-stacked (foreground = upper, background = lower), so pixels come out roughly square.
-rich picks truecolor, 256 or 16 colours to suit the terminal.
+loop. The image maths (contrast, zoom, resampling) is ``al4dstem.display``, shared with the
+browser labeller; the class colours are ``al4dstem.colors``. Images are drawn with the upper
+half block: one character cell holds two pixels stacked (foreground = upper, background =
+lower), so pixels come out roughly square. Faint ghost disks need truecolor: with 256 colours
+neighbouring shades merge, and the screen says so.
 """
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,155 +23,126 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from al4dstem import display
+from al4dstem.colors import CURRENT_RGB, class_rgb, class_style, to_hex
+from al4dstem.display import COLORMAP, colourise, overview_scale, resample, stretch, zoom_window
 from al4dstem.labels import CLASSES
 
-# Paper Fig. 7 colours: none light blue, vertical orange, horizontal pink.
-CLASS_RGB = ((110, 200, 255), (255, 150, 30), (255, 90, 200))
-CURRENT_RGB = (60, 255, 60)
-_INFERNO = np.array([(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66),
-                     (245, 125, 21), (250, 193, 39), (252, 255, 164)], dtype=float)
-COLORMAP = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_INFERNO)), _INFERNO[:, k])
-                     for k in range(3)], axis=1).round().astype(np.uint8)
+__all__ = ["CLASS_RGB", "COLORMAP", "CURRENT_RGB", "HalfBlocks", "KEY_HELP", "Layout", "ScreenState",
+           "colourise", "color_system", "labelling_screen", "layout", "overview_rgb", "overview_scale",
+           "pattern_rgb", "resample", "stretch", "zoom_window"]
+
+CLASS_RGB = class_rgb("class")
+MIN_DISK_PX = 2.0  # a disk drawn smaller than this merges with its neighbours: warn
+MAX_PATTERN_PX = 128  # drawing cost grows with the square; 128 px shows a 256 x 256 pattern at 1:2
+TRUECOLOR_TERMINALS = ("iTerm.app", "WezTerm", "vscode", "Hyper", "ghostty", "WarpTerminal", "Tabby")
+
+
+_STYLES: dict[int, Style] = {}  # (upper, lower) colour pair -> Style, shared by every drawing
 
 
 class HalfBlocks:
-    """An RGB image ``(h, w, 3)`` uint8 as ``w`` columns by ``ceil(h / 2)`` lines."""
+    """An RGB image ``(h, w, 3)`` uint8 as ``w`` columns by ``ceil(h / 2)`` lines.
+
+    Runs of equal cells are one segment: the dark background of a pattern is most of it, and
+    rich's cost grows with the number of segments.
+    """
 
     def __init__(self, rgb: np.ndarray):
         rgb = np.asarray(rgb, dtype=np.uint8)
         if len(rgb) % 2:
             rgb = np.concatenate([rgb, np.zeros_like(rgb[:1])])
         self.rgb = rgb
+        packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        self.keys = (packed[0::2] << 24) | packed[1::2]  # (lines, width): upper and lower colour of each cell
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        styles: dict[tuple, Style] = {}
-        for top, bottom in zip(self.rgb[0::2], self.rgb[1::2], strict=True):
-            for t, b in zip(map(tuple, top), map(tuple, bottom), strict=True):
-                key = t + b
-                style = styles.get(key)
-                if style is None:
-                    style = styles[key] = Style(color=f"rgb({t[0]},{t[1]},{t[2]})",
-                                                bgcolor=f"rgb({b[0]},{b[1]},{b[2]})")
-                yield Segment("\u2580", style)
+        width = self.keys.shape[1]
+        for line in self.keys:
+            starts = np.flatnonzero(np.diff(line, prepend=-1))
+            for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), width], strict=True):
+                yield Segment("\u2580" * (stop - start), _cell_style(int(line[start])))
             yield Segment.line()
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(self.rgb.shape[1], self.rgb.shape[1])
 
 
-# ---------------------------------------------------------------- image maths
+def _cell_style(key: int) -> Style:
+    style = _STYLES.get(key)
+    if style is None:
+        top, bottom = key >> 24, key & 0xFFFFFF
+        style = Style(color=f"#{top:06x}", bgcolor=f"#{bottom:06x}")
+        if len(_STYLES) > 100_000:  # bounded: a long session sees many colours
+            _STYLES.clear()
+        _STYLES[key] = style
+    return style
 
 
-def resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Area-average ``image`` down to ``shape`` (or repeat pixels up to it)."""
-    out = np.asarray(image, dtype=np.float64)
-    for axis, n in enumerate(shape):
-        m = out.shape[axis]
-        if n >= m:
-            out = np.take(out, np.arange(n) * m // n, axis=axis)
-        else:
-            edges = np.arange(n) * m // n
-            counts = np.diff(np.append(edges, m)).reshape([-1 if a == axis else 1 for a in range(2)])
-            out = np.add.reduceat(out, edges, axis=axis) / counts
-    return out
+def color_system(environ: Mapping[str, str] | None = None) -> str | None:
+    """``"truecolor"`` where the terminal can show it but may not say so in ``COLORTERM`` (which
+    rich reads), e.g. iTerm2, WezTerm, VS Code, Windows Terminal, or a ``*-direct`` TERM;
+    None otherwise: let rich decide. Use as ``Console(color_system=color_system() or "auto")``."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR"):
+        return None
+    if env.get("COLORTERM", "").lower() in ("truecolor", "24bit"):
+        return "truecolor"
+    term = env.get("TERM", "")
+    if term.endswith("-direct") or "truecolor" in term or term in ("xterm-kitty", "alacritty", "foot"):
+        return "truecolor"
+    if env.get("TERM_PROGRAM", "") in TRUECOLOR_TERMINALS or env.get("WT_SESSION") or env.get("KONSOLE_VERSION"):
+        return "truecolor"
+    return None
 
 
-def stretch(image: np.ndarray, low: float = 1.0, high: float = 99.9, log: bool = True) -> np.ndarray:
-    """``image`` mapped to [0, 1]: log-scaled, then clipped at the ``low``/``high`` percentiles.
-
-    Percentiles rather than min/max so a few hot pixels or the central beam do not push
-    the faint ghost disks into black.
-    """
-    img = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    if log:
-        img = np.log1p(np.maximum(img, 0))
-    lo, hi = np.percentile(img, [low, high])
-    if hi <= lo:
-        hi = img.max()
-    if hi <= lo:
-        return np.zeros_like(img)
-    return np.clip((img - lo) / (hi - lo), 0, 1)
+def _style(spec: str) -> Style:
+    """A rich Style from a string, refusing what rich would drop silently (e.g. ``"rgb(1, 2, 3)"``)."""
+    return Style.parse(spec)  # raises StyleSyntaxError on a bad spec instead of drawing it uncoloured
 
 
-def colourise(values01: np.ndarray) -> np.ndarray:
-    """[0, 1] values -> ``(h, w, 3)`` uint8 through the inferno-like colour map."""
-    return COLORMAP[np.round(np.clip(values01, 0, 1) * 255).astype(np.intp)]
+# ---------------------------------------------------------------- patterns, cached
 
 
-def zoom_window(pattern: np.ndarray) -> tuple[int, int, int, int]:
-    """``(r0, r1, c0, c1)``: a square around the central beam reaching just past the brightest
-    disk beside it, where the half-order ghost disks lie (halfway to the first Bragg disks).
-    """
-    from scipy.ndimage import uniform_filter
-
-    img = np.log1p(np.maximum(np.nan_to_num(np.asarray(pattern, dtype=np.float64)), 0))
-    kr, kc = img.shape
-    smooth = uniform_filter(img, size=max(3, min(kr, kc) // 32))
-    cy, cx = np.unravel_index(np.argmax(smooth), smooth.shape)
-    yy, xx = np.mgrid[0:kr, 0:kc]
-    dist = np.hypot(yy - cy, xx - cx)
-    beside = np.where(dist > min(kr, kc) / 16, smooth, -np.inf)
-    by, bx = np.unravel_index(np.argmax(beside), beside.shape)
-    half = int(np.clip(1.25 * dist[by, bx], min(kr, kc) / 8, min(kr, kc) / 2))
-    r0 = int(np.clip(cy - half, 0, max(0, kr - 2 * half)))
-    c0 = int(np.clip(cx - half, 0, max(0, kc - 2 * half)))
-    return r0, min(kr, r0 + 2 * half), c0, min(kc, c0 + 2 * half)
-
-
-def pattern_rgb(pattern: np.ndarray, size: int, zoom: bool = False) -> tuple[np.ndarray, str]:
-    """A pattern drawn ``size`` x ``size`` pixels, and a note of what was done to it.
-
-    A 3 x 3 median removes hot pixels and most shot noise first. The zoomed view is smoothed
-    a little more and stretched on its own from the median background to the 90th
-    percentile: the Bragg disks saturate and the faint ghosts between them take the colours.
-    """
-    from scipy.ndimage import median_filter, uniform_filter
-
-    clean = median_filter(np.nan_to_num(np.asarray(pattern, dtype=np.float32)), size=3)
-    if zoom:
-        r0, r1, c0, c1 = zoom_window(clean)
-        crop = resample(uniform_filter(clean[r0:r1, c0:c1], size=3), (size, size))
-        return colourise(stretch(crop, 50, 90)), f"zoom rows {r0}-{r1 - 1}, cols {c0}-{c1 - 1}"
-    return colourise(stretch(resample(clean, (size, size)))), "log, 1-99.9 %"
+def pattern_rgb(pattern: np.ndarray, size: int, zoom: bool = False, lattice=None) -> tuple[np.ndarray, str]:
+    """A pattern drawn ``size`` x ``size`` pixels, and a note of what was done to it (``al4dstem.display``)."""
+    return display.pattern_rgb(pattern, size, zoom, lattice)
 
 
 _DRAWN: OrderedDict = OrderedDict()
 
 
-def _drawn(pattern: np.ndarray, size: int, zoom: bool) -> tuple[np.ndarray, str]:
-    """``pattern_rgb`` remembered for the last few patterns: a key press redraws the screen,
-    and filtering a 512 x 512 frame takes tens of milliseconds."""
-    key = (hash(np.ascontiguousarray(pattern).tobytes()), pattern.shape, size, zoom)
+def _key(pattern: np.ndarray, *rest) -> tuple:
+    return (hash(np.ascontiguousarray(pattern).tobytes()), pattern.shape, *rest)
+
+
+def _remember(key, make):
+    """The last few drawings: a key press redraws the screen, and preparing a 512 x 512 frame
+    takes tens of milliseconds."""
     if key not in _DRAWN:
-        _DRAWN[key] = pattern_rgb(pattern, size, zoom)
-        if len(_DRAWN) > 32:
+        _DRAWN[key] = make()
+        if len(_DRAWN) > 48:
             _DRAWN.popitem(last=False)
     _DRAWN.move_to_end(key)
     return _DRAWN[key]
 
 
-def overview_scale(scan_shape, max_width: int, max_height: int) -> tuple[int, int, tuple[int, int]]:
-    """``(down, up, shape)``: scan positions per pixel, pixels per position for small scans
-    (one of them is 1), and the downsampled shape before ``up`` is applied."""
-    rows, cols = scan_shape
-    down = max(1, -(-cols // max(1, max_width)), -(-rows // max(1, max_height)))
-    shape = (-(-rows // down), -(-cols // down))
-    return down, max(1, min(max_width // shape[1], max_height // shape[0])), shape
+def _prepared(pattern: np.ndarray, zoom: bool, lattice=None) -> display.Prepared:
+    return _remember(_key(pattern, "prepared", zoom, id(lattice)), lambda: display.prepare(pattern, zoom, lattice))
+
+
+def _drawn(pattern: np.ndarray, size: int, zoom: bool, lattice=None) -> tuple[np.ndarray, str]:
+    def draw():
+        view = display.pattern_view(_prepared(pattern, zoom, lattice), size)
+        return colourise(view.values), view.note
+
+    return _remember(_key(pattern, "rgb", size, zoom, id(lattice)), draw)
 
 
 def overview_rgb(background: np.ndarray, labels: dict, current: tuple[int, int] | None,
                  max_width: int, max_height: int) -> np.ndarray:
-    """The scan seen from above: the virtual image in grey, labelled positions in their class
-    colour, the current position in green. Scaled by a whole factor to fit the box.
-    """
-    f, up, shape = overview_scale(background.shape, max_width, max_height)
-    grey = stretch(resample(background, shape), 2, 98, log=False)
-    rgb = np.repeat((40 + 120 * grey)[..., None], 3, axis=2).astype(np.uint8)  # dim, so colours stand out
-    for (x, y), c in labels.items():
-        rgb[y // f, x // f] = CLASS_RGB[c]
-    if current is not None:
-        rgb[current[1] // f, current[0] // f] = CURRENT_RGB
-    return rgb.repeat(up, axis=0).repeat(up, axis=1)
+    """The scan seen from above (``al4dstem.display.overview_rgb``) in the class colours."""
+    return display.overview_rgb(background, labels, current, max_width, max_height, scheme="class")
 
 
 # ---------------------------------------------------------------- the labelling screen
@@ -187,55 +162,121 @@ class ScreenState:
     guess: np.ndarray | None = None  # model probabilities in CLASSES order
     zoom: bool = False
     message: str = ""
+    lattice: object | None = None  # an al4dstem.lattice.Lattice: places the zoom window exactly
 
 
 KEY_HELP = "[h] horizontal  [v] vertical  [n] none  [s] skip  [u] undo  [z] zoom  [q] quit"
 
 
-def layout_sizes(width: int, height: int, scan_shape: tuple[int, int]) -> tuple[int, int, int]:
-    """Pixel sizes ``(pattern, overview_width, overview_height)`` that fit a terminal."""
+@dataclass(frozen=True)
+class Layout:
+    """Sizes of the screen's parts, in pixels (two per character line); 0 where a part is dropped."""
+
+    pattern: int
+    thumb: int  # the last example of each class
+    overview_width: int
+    overview_height: int
+    warning: str  # empty when the pattern is drawn large enough
+
+
+def _overview_lines(scan_shape: tuple[int, int], width: int, height: int) -> int:
+    _, up, shape = overview_scale(scan_shape, width, height)
+    return (shape[0] * up + 1) // 2
+
+
+def _even(size: int) -> int:
+    return max(8, size - size % 2)
+
+
+def layout(width: int, height: int, scan_shape: tuple[int, int], view_side: int, disk_radius: float,
+           detector_shape: tuple[int, int] | None = None, zoom: bool = False) -> Layout:
+    """How to fill a ``width`` x ``height`` terminal.
+
+    ``view_side`` detector pixels are shown across (the zoom window when zoomed), with disks of
+    ``disk_radius``. The full screen has the pattern, the last example of each class and the
+    scan overview; where that would draw the disks under ``MIN_DISK_PX`` across, the examples
+    go, then the overview; where even the pattern alone is too small, a warning says so.
+    """
+    needed = min(view_side, MIN_DISK_PX * view_side / max(2 * disk_radius, 1e-9))  # px for MIN_DISK_PX disks
     ov_w, ov_h = max(8, width - 2), 16  # at most 8 lines of overview
-    _, up, shape = overview_scale(scan_shape, ov_w, ov_h)
-    ov_lines = (shape[0] * up + 1) // 2
-    spare_lines = height - ov_lines - 7  # header, titles, legend, keys, message
-    size = min(2 * spare_lines, int((width - 8) / 2.5), 96)
-    return max(8, size - size % 2), ov_w, ov_h
+    ov_lines = _overview_lines(scan_shape, ov_w, ov_h)
+    # full: header, titles, legend, keys, message, colour note around pattern and overview
+    size = _even(min(2 * (height - ov_lines - 8), int((width - 8) / 2.5), MAX_PATTERN_PX))
+    if size >= needed:
+        return Layout(size, _even((size // 2) - (size // 2) % 2), ov_w, ov_h, "")
+    size = _even(min(2 * (height - ov_lines - 8), width - 1, MAX_PATTERN_PX))  # no examples
+    if size >= needed:
+        return Layout(size, 0, ov_w, ov_h, "")
+    rows, cols = detector_shape or (view_side, view_side)
+    hint = "enlarge the window" if zoom else "enlarge the window or press z to zoom"
+    warning = f"terminal too small: {width} x {height} cells for a {rows} x {cols} pattern; {hint}"
+    warning_lines = -(-len(warning) // max(1, width))
+    size = _even(min(2 * (height - 5 - warning_lines), width - 1, MAX_PATTERN_PX))  # the pattern alone
+    return Layout(size, 0, 0, 0, warning if size < needed else "")
+
+
+class _ColourNote:
+    """A line saying that faint shades are lost, shown only when the console has fewer than
+    truecolor's colours (decided when drawn: only then is the console known)."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        system = console.color_system
+        if system is None or system == "truecolor":
+            return
+        yield Text(f"{system} colours: faint disks lose shades; use a truecolor terminal (COLORTERM=truecolor)",
+                   style="dim", no_wrap=True, overflow="ellipsis")
 
 
 def labelling_screen(state: ScreenState, width: int, height: int) -> Group:
-    """The whole screen: header, pattern beside the last example of each class, overview, keys."""
+    """The whole screen: header, pattern beside the last example of each class, overview, keys.
+
+    Where the terminal is too small to show the disks, the examples and then the overview give
+    the pattern their room, and a warning says when even that is not enough.
+    """
     x, y = state.position
-    size, ov_w, ov_h = layout_sizes(width, height, state.overview.shape)
+    pattern = np.asarray(state.pattern)
+    prep = _prepared(pattern, state.zoom, state.lattice)
+    plan = layout(width, height, state.overview.shape, prep.side, prep.beam.radius, pattern.shape, state.zoom)
     head = Text.assemble(("al4dstem label", "bold"), f"  x={x} y={y}  ",
                          (f"{state.done} of {state.budget} labelled" if state.budget
                           else f"{state.done} labelled", "bold cyan"))
     if state.guess is not None:
         best = int(np.argmax(state.guess))
-        head.append(f"  model: {CLASSES[best]} {100 * state.guess[best]:.0f}%", style="magenta")
+        head.append(f"  model: {CLASSES[best]} {100 * state.guess[best]:.0f}%", style=_style(class_style(best)))
 
-    rgb, note = _drawn(state.pattern, size, state.zoom)
-    grid = Table.grid(padding=(0, 2))
-    panels = [Group(Text(f"x={x} y={y}  {note}", no_wrap=True, overflow="ellipsis"), HalfBlocks(rgb))]
-    thumb = max(8, (size // 2) - (size // 2) % 2)
-    for c, name in enumerate(CLASSES):
-        if c in state.examples:
-            (ex, ey), pat = state.examples[c]
-            title = Text(f"last {name} x={ex} y={ey}", style=f"rgb{CLASS_RGB[c]}", no_wrap=True,
-                         overflow="ellipsis")
-            panels.append(Group(title, HalfBlocks(_drawn(pat, thumb, state.zoom)[0])))
-        else:
-            panels.append(Text(f"no {name} yet", style="dim", no_wrap=True))
-    for _ in panels:
-        grid.add_column(no_wrap=True)
-    grid.add_row(*panels)
-
-    legend = Text("scan: ")
-    for c, name in enumerate(CLASSES):
-        legend.append("\u25a0 ", style=f"rgb{CLASS_RGB[c]}").append(f"{name}  ")
-    legend.append("\u25a0 ", style=f"rgb{CURRENT_RGB}").append("current")
-    overview = HalfBlocks(overview_rgb(state.overview, state.labels, state.position, ov_w, ov_h))
-    foot = Text(KEY_HELP, style="bold")
-    parts = [head, grid, legend, overview, foot]
+    rgb, note = _drawn(pattern, plan.pattern, state.zoom, state.lattice)
+    current = Group(Text(f"x={x} y={y}  {note}", no_wrap=True, overflow="ellipsis"), HalfBlocks(rgb))
+    parts: list = [head]
+    if plan.warning:
+        parts.append(Text(plan.warning, style="bold yellow"))
+    if plan.thumb:
+        grid = Table.grid(padding=(0, 2))
+        panels = [current]
+        for c, name in enumerate(CLASSES):
+            if c in state.examples:
+                (ex, ey), pat = state.examples[c]
+                title = Text(f"last {name} x={ex} y={ey}", style=_style(class_style(c, bold=True)), no_wrap=True,
+                             overflow="ellipsis")
+                panels.append(Group(title, HalfBlocks(_drawn(np.asarray(pat), plan.thumb, state.zoom,
+                                                             state.lattice)[0])))
+            else:
+                panels.append(Text(f"no {name} yet", style="dim", no_wrap=True))
+        for _ in panels:
+            grid.add_column(no_wrap=True)
+        grid.add_row(*panels)
+        parts.append(grid)
+    else:
+        parts.append(current)
+    if plan.overview_width:
+        legend = Text("scan: ")
+        for c, name in enumerate(CLASSES):
+            legend.append("\u25a0 ", style=_style(class_style(c))).append(f"{name}  ")
+        legend.append("\u25a0 ", style=_style(to_hex(CURRENT_RGB))).append("current")
+        parts.append(legend)
+        parts.append(HalfBlocks(overview_rgb(state.overview, state.labels, state.position,
+                                             plan.overview_width, plan.overview_height)))
+    parts.append(Text(KEY_HELP, style="bold"))
     if state.message:
         parts.append(Text(state.message, style="yellow"))
+    parts.append(_ColourNote())
     return Group(*parts)
