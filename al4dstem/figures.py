@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from al4dstem.colors import SKIPPED_RGB, class_hex, to_hex
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES, Label
 
-# Paper Fig. 7: none light blue, vertical orange, horizontal pink.
-CLASS_COLOURS = ("#6ec8ff", "#ff961e", "#ff5ac8")
+# The labeller's class colours (al4dstem.colors): close to the paper's Fig. 7 hues (none light
+# blue, vertical orange-yellow, horizontal pink-red) but colour-blind safe.
+CLASS_COLOURS = class_hex("class")
 
 
 def plot_sampling_pattern(out: str | os.PathLike, rows: Iterable[Label], scan_shape: tuple[int, int],
@@ -47,7 +49,7 @@ def plot_sampling_pattern(out: str | os.PathLike, rows: Iterable[Label], scan_sh
                    linewidths=0.3, label=f"{name} ({len(pts)})")
     skips = np.array([(r.x, r.y) for r in rows if r.label is None]).reshape(-1, 2)
     if len(skips):
-        ax.scatter(skips[:, 0], skips[:, 1], s=10, marker="x", color="0.6", linewidths=0.8,
+        ax.scatter(skips[:, 0], skips[:, 1], s=10, marker="x", color=to_hex(SKIPPED_RGB), linewidths=0.8,
                    label=f"skipped ({len(skips)})")
     ax.set_xlabel("x (scan column)")
     ax.set_ylabel("y (scan row)")

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from al4dstem.colors import INVALID_RGB, class_hex, probabilities_rgb
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES, as_arrays, read_labels
 
-INVALID_RGB = (0, 0, 0)
 MIN_LONG_SIDE = 800  # PNG maps are scaled up (nearest neighbour) until the long side reaches this
 MAX_SCALE = 32
 
@@ -51,12 +51,14 @@ def valid_mask(probs, valid=None) -> np.ndarray:
     return ok
 
 
-def rgb_map(probs, valid=None) -> np.ndarray:
-    """uint8 ``(rows, cols, 3)``: R = none, G = vertical, B = horizontal; unclassified black."""
+def rgb_map(probs, valid=None, scheme: str = "paper") -> np.ndarray:
+    """uint8 ``(rows, cols, 3)``; unclassified black. ``scheme="paper"``: R = none, G = vertical,
+    B = horizontal (the probabilities as channels); ``"class"``: the class colours of
+    ``al4dstem.colors`` (colour-blind safe), mixed by probability."""
     probs = _check_probs(probs)
     ok = valid_mask(probs, valid)
     rgb = np.zeros(probs.shape, dtype=np.uint8)
-    rgb[ok] = np.rint(np.clip(probs[ok], 0.0, 1.0) * 255).astype(np.uint8)
+    rgb[ok] = probabilities_rgb(probs[ok], scheme)
     rgb[~ok] = INVALID_RGB
     return rgb
 
@@ -81,11 +83,12 @@ def auto_scale(scan_shape) -> int:
     return int(min(MAX_SCALE, max(1, math.ceil(MIN_LONG_SIDE / max(scan_shape)))))
 
 
-def save_map_png(probs, path, valid=None, scale: int | None = None) -> Path:
-    """Write the RGB map as an RGB PNG, each position a ``scale x scale`` block (nearest neighbour)."""
+def save_map_png(probs, path, valid=None, scale: int | None = None, scheme: str = "paper") -> Path:
+    """Write the RGB map (``rgb_map``, in ``scheme``) as an RGB PNG, each position a ``scale x scale``
+    block (nearest neighbour)."""
     from PIL import Image
 
-    rgb = rgb_map(probs, valid)
+    rgb = rgb_map(probs, valid, scheme)
     scale = auto_scale(rgb.shape[:2]) if scale is None else int(scale)
     if scale < 1:
         raise Al4dstemError(f"map scale must be at least 1, got {scale}")
@@ -98,11 +101,12 @@ def save_map_png(probs, path, valid=None, scale: int | None = None) -> Path:
     return path
 
 
-def save_figure(probs, path, valid=None, labels=None, title: str | None = None) -> Path:
-    """A PNG figure: the RGB domain map and the confidence map (stacked for wide scans), labels marked.
+def save_figure(probs, path, valid=None, labels=None, title: str | None = None, scheme: str = "paper") -> Path:
+    """A PNG figure: the domain map (``rgb_map`` in ``scheme``) and the confidence map (stacked for
+    wide scans), labels marked.
 
     ``labels`` are ``(positions (n, 2) as (x, y), classes (n,))``; each labelled position is a
-    dot in its class colour (R none, G vertical, B horizontal) with a white rim.
+    dot in its class colour (``al4dstem.colors``, the labeller's colours) with a black rim.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -111,7 +115,7 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None) 
 
     probs = _check_probs(probs)
     rows, cols = probs.shape[:2]
-    colours = np.eye(3)
+    colours = np.array(class_hex("class"))
     stacked = cols >= 2 * rows  # wide scans: map above confidence; others side by side
     panel_w = 9.5 if stacked else 4.6
     panel_h = min(6.0, max(1.0, panel_w * rows / cols))
@@ -119,9 +123,10 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None) 
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     ax_map, ax_conf = fig.subplots(*((2, 1) if stacked else (1, 2)), sharex=True, sharey=True)
-    ax_map.imshow(rgb_map(probs, valid), interpolation="nearest", aspect="equal")
-    ax_map.set_title("domain map: R none, G vertical, B horizontal\n(black: not classifiable)", fontsize=8,
-                     loc="left")
+    ax_map.imshow(rgb_map(probs, valid, scheme), interpolation="nearest", aspect="equal")
+    legend = ("R none, G vertical, B horizontal" if scheme == "paper"
+              else "cyan none, yellow vertical, red horizontal")
+    ax_map.set_title(f"domain map: {legend}\n(black: not classifiable)", fontsize=8, loc="left")
     conf = ax_conf.imshow(confidence_map(probs, valid), cmap="viridis", vmin=0, vmax=1,
                           interpolation="nearest", aspect="equal")
     ax_conf.set_title("confidence: 1 - normalised entropy\n(white: not classifiable)", fontsize=8, loc="left")
@@ -130,8 +135,8 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None) 
         pos, cls = (np.asarray(a) for a in labels)
         if len(pos):
             for ax in (ax_map, ax_conf):
-                ax.scatter(pos[:, 0], pos[:, 1], c=colours[cls], s=14, edgecolors="white", linewidths=0.7)
-            handles = [Line2D([], [], marker="o", ls="", color=colours[i], markeredgecolor="white", label=name)
+                ax.scatter(pos[:, 0], pos[:, 1], c=colours[cls], s=14, edgecolors="black", linewidths=0.7)
+            handles = [Line2D([], [], marker="o", ls="", color=colours[i], markeredgecolor="black", label=name)
                        for i, name in enumerate(CLASSES)]
             ax_map.legend(handles=handles, title=f"{len(pos)} labelled positions", fontsize=7, title_fontsize=7,
                           ncols=3, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False,

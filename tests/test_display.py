@@ -217,3 +217,32 @@ def test_overview_colours_labels_and_marks_current_in_the_scheme():
     assert rgb[unlabelled].max() <= 130  # the scan is dim grey: colours and the marker stand out
     paper = overview_rgb(bg, {(1, 2): 1}, None, 12, 8, scheme="paper")
     assert tuple(paper[2, 1]) == (0, 255, 0)
+
+
+def test_maps_and_figures_take_the_schemes(tmp_path):
+    from PIL import Image
+
+    from al4dstem.figures import plot_sampling_pattern
+    from al4dstem.labels import Label
+    from al4dstem.maps import rgb_map, save_figure, save_map_png
+
+    probs = np.zeros((4, 6, 3), np.float32)
+    probs[:, :2, 0], probs[:, 2:4, 1], probs[:, 4:, 2] = 1, 1, 1
+    valid = np.ones((4, 6), bool)
+    valid[0, 0] = False
+    assert tuple(rgb_map(probs)[1, 5]) == (0, 0, 255)  # the paper's map stays the default
+    ours = rgb_map(probs, valid, scheme="class")
+    assert [tuple(ours[1, c]) for c in (0, 2, 4)] == list(class_rgb("class")) and tuple(ours[0, 0]) == (0, 0, 0)
+    png = np.asarray(Image.open(save_map_png(probs, tmp_path / "m.png", scale=2, scheme="class")))
+    assert tuple(png[3, 9]) == class_rgb("class")[2]  # row 1, column 4 at scale 2
+
+    def colours_in(path):
+        pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+        return {tuple(p) for p in np.unique(pixels, axis=0)}
+
+    labels = (np.array([[0, 1], [3, 2], [5, 3]]), np.array([0, 1, 2]))
+    found = colours_in(save_figure(probs, tmp_path / "f.png", labels=labels))
+    assert all(rgb in found for rgb in class_rgb("class"))  # markers in the labeller's colours
+    rows = [Label(0, 1, 0), Label(3, 2, 1), Label(5, 3, 2), Label(1, 1, None)]
+    found = colours_in(plot_sampling_pattern(tmp_path / "s.png", rows, (4, 6)))
+    assert all(rgb in found for rgb in class_rgb("class"))
