@@ -9,24 +9,40 @@ Positions are ``(x, y)`` = (scan column, scan row), 0-based; classes are indices
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 SKIP = "skip"  # an oracle's answer for "I can't tell": remembered, never learned
-UNDO = "undo"  # a terminal oracle's answer: take back the last confirmed label
+UNDO = "undo"  # an answer that takes back the last live answer (a retraction row in the store)
 
 
 class QuitLabelling(Exception):
-    """Raised by an oracle when the person quits (q or Ctrl-C).
+    """Raised by an oracle when the person quits (q, Ctrl-C, a closed terminal or page).
 
-    ``answers`` holds the answers given before quitting, for the first positions asked.
+    Every answer yielded before it is already on disk: quitting loses nothing.
     """
 
-    def __init__(self, answers=()):
-        super().__init__("labelling stopped by the user")
-        self.answers = list(answers)
+    def __init__(self, message: str = "labelling stopped by the user"):
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer: ``label`` is a class index, ``SKIP`` or ``UNDO`` for position ``(x, y)``.
+
+    An answer may name any unanswered position of the scan, not only one the oracle was
+    asked about (a person clicking on the scan map). ``UNDO`` ignores the position: it takes
+    back the last live answer. ``source`` tags the store's ``source`` column (None: the
+    oracle's own ``source``).
+    """
+
+    x: int
+    y: int
+    label: int | str
+    source: str | None = None
 
 
 @dataclass
@@ -63,26 +79,23 @@ class Sampler(ABC):
 
 
 class Oracle(ABC):
-    """Answers which class a pattern belongs to."""
+    """Answers which class a pattern belongs to, one answer at a time."""
 
     #: what the label store's ``source`` column records for this oracle's answers
     source: str = "oracle"
-    #: set by ``label`` when some answers need another tag (e.g. "truth-nearest"), one per answer
-    last_sources: list[str] | None = None
-
-    def observe(self, context: QueryContext) -> None:  # noqa: B027 (an optional hook)
-        """Told what the loop knows before each ``label`` call (labels so far, budget, model).
-
-        Optional: an oracle that shows a person the context uses it, others ignore it.
-        """
 
     @abstractmethod
-    def label(self, positions: np.ndarray, dataset) -> list:
-        """Answers in order, one per position: a class index, ``SKIP``, or (terminal) ``UNDO``.
+    def answers(self, positions: np.ndarray, session) -> Iterator[Answer]:
+        """Yield one ``Answer`` at a time for the ``(n, 2)`` positions ``(x, y)`` asked.
 
-        A shorter list leaves the remaining positions unanswered (they stay candidates).
-        ``UNDO`` takes back the last answer recorded and ends the list. To stop the session
-        it raises ``QuitLabelling(answers_so_far)``.
+        The caller records each answer durably (on disk, fsynced) before it asks the
+        generator for the next one, so an oracle that shows the next pattern after a
+        ``yield`` shows it only once the previous answer is safe. ``session`` is the
+        ``al4dstem.session.LabellingSession`` (read it, don't change it): dataset, labels so
+        far, examples per class, the model's guess, progress.
+
+        Stopping early leaves the remaining positions unanswered (they stay candidates);
+        yielding ``UNDO`` ends the round once recorded. Raise ``QuitLabelling`` to stop.
         """
 
 

@@ -86,9 +86,9 @@ def run_demo(out_dir="al4dstem-demo", seed: int = 0, budget: int = 50, geometry:
 
     dataset = open_dataset(data)
     labels.unlink(missing_ok=True)  # the demo starts from no labels
-    store = LabelStore(labels, dataset.scan_shape)
-    run_labelling(dataset, store, get_sampler(sampler, random_state=seed), TruthOracle(truth), budget)
-    positions, classes = as_arrays(store.rows)
+    with LabelStore(labels, dataset.scan_shape) as store:
+        run_labelling(dataset, store, get_sampler(sampler, random_state=seed), TruthOracle(truth), budget)
+        positions, classes = as_arrays(store.rows)
     say(f"labelled {len(positions)} positions with the {sampler} sampler: {labels} ({lap('label'):.1f} s)")
 
     clf = CNNClassifier(network=network, dataset=dataset, epochs=epochs, n_threads=n_threads,

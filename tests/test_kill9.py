@@ -58,8 +58,8 @@ def test_kill_9_mid_labelling_loses_nothing(tmp_path):
     assert 5 <= len(got) < BUDGET
     assert all(len(r) == 6 and None not in r.values() and r["source"] == "truth" for r in got)
     assert all(r["label"] == CLASSES[truth_class(int(r["x"]), int(r["y"]))] for r in got)
-    store = LabelStore(labels, (ROWS, COLS))  # valid and complete: nothing to repair
-    assert not store.repaired and len(store) == len(got)
+    with LabelStore(labels, (ROWS, COLS)) as store:  # valid and complete: opens as it is
+        assert len(store) == len(got)
 
     proc = start(data, truth, labels, tmp_path)
     _, err = proc.communicate(timeout=120)

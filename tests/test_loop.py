@@ -7,10 +7,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from al4dstem.base import SKIP, UNDO, Model, Oracle, QuitLabelling, Sampler
+from al4dstem.base import SKIP, UNDO, Answer, Model, Oracle, QuitLabelling, Sampler
 from al4dstem.data import open_dataset
 from al4dstem.errors import Al4dstemError
-from al4dstem.labels import LabelStore
+from al4dstem.labels import LabelStore, read_labels
 from al4dstem.loop import MODEL_ROUND, run_labelling
 from al4dstem.oracles import NoisyOracle, TruthOracle
 
@@ -52,7 +52,7 @@ class GridThenBoundary(Sampler):
 
 
 class ScriptedOracle(Oracle):
-    """Answers from a script (a list of answers, or QuitLabelling); records what it was asked."""
+    """Answers from a script (answers, or "quit"); records what it was asked."""
 
     source = "script"
 
@@ -60,33 +60,28 @@ class ScriptedOracle(Oracle):
         self.script = list(script)
         self.asked = []
 
-    def label(self, positions, dataset):
-        answers = []
+    def answers(self, positions, session):
         for p in positions.tolist():
             self.asked.append(tuple(p))
             step = self.script.pop(0)
             if step == "quit":
-                raise QuitLabelling(answers)
-            answers.append(step)
-            if step == UNDO:
-                break
-        return answers
+                raise QuitLabelling()
+            yield Answer(*p, step)
 
 
 class QuitAfter(Oracle):
-    """A truth oracle that quits after ``n`` answers in total (a person stopping mid-round)."""
+    """Another oracle that quits after ``n`` answers in all (a person stopping mid-round)."""
 
     def __init__(self, inner, n):
         self.inner = inner
         self.n = n
 
-    def label(self, positions, dataset):
-        answers = self.inner.label(positions, dataset)
-        self.last_sources = self.inner.last_sources
-        if len(answers) >= self.n:
-            raise QuitLabelling(answers[: self.n])
-        self.n -= len(answers)
-        return answers
+    def answers(self, positions, session):
+        for answer in self.inner.answers(positions, session):
+            if self.n == 0:
+                raise QuitLabelling()
+            self.n -= 1
+            yield answer
 
 
 def rows(path):
@@ -95,7 +90,8 @@ def rows(path):
 
 
 def sequence(path):
-    return [(int(r["x"]), int(r["y"]), r["label"]) for r in rows(path)]
+    """The live answers (retractions applied), in the order given."""
+    return [(r.x, r.y, r.name) for r in read_labels(path)]
 
 
 def test_budget_counts_confirmed_labels_and_skips_are_never_asked_again(dataset, tmp_path):
@@ -132,11 +128,100 @@ def test_undo_takes_back_the_last_answer_and_asks_again(dataset, tmp_path):
     assert sequence(tmp_path / "l.csv") == [(0, 0, "horizontal"), (4, 0, "none"), (8, 0, "horizontal"),
                                             (0, 4, "vertical")]
     assert result.undone == 2 and result.labelled == 4
+    # undo appends a retraction row: history is never rewritten
+    history = [(int(r["x"]), int(r["y"]), r["label"]) for r in rows(tmp_path / "l.csv")]
+    assert history == [(0, 0, "horizontal"), (4, 0, "vertical"), (4, 0, "undo"), (4, 0, "none"),
+                       (8, 0, "horizontal"), (0, 4, "skip"), (0, 4, "undo"), (0, 4, "vertical")]
+
+
+def test_earlier_rows_never_change(dataset, tmp_path):
+    """Times and rounds written once stay as written, whatever comes after (undo included)."""
+    path = tmp_path / "l.csv"
+    with LabelStore(path, dataset.scan_shape) as store:
+        run_labelling(dataset, store, GridThenBoundary(per_round=3), ScriptedOracle([2, 1, "quit"]), budget=9)
+    before = path.read_bytes()
+    with LabelStore(path, dataset.scan_shape) as store:
+        run_labelling(dataset, store, GridThenBoundary(per_round=3), ScriptedOracle([UNDO, 0, 2, SKIP]), budget=3)
+    after = path.read_bytes()
+    assert after.startswith(before) and len(after) > len(before)
+
+
+class CheckingOracle(Oracle):
+    """Checks, each time it is asked for the next answer, that the last one is on disk."""
+
+    def __init__(self, path, truth):
+        self.path, self.truth, self.checked = path, truth, 0
+
+    def answers(self, positions, session):
+        for x, y in positions.tolist():
+            yield Answer(x, y, self.truth[(x, y)])
+            live = {(r.x, r.y): r.label for r in read_labels(self.path)}
+            assert live.get((x, y)) == self.truth[(x, y)], "answer not on disk before the next question"
+            self.checked += 1
+
+
+def test_each_answer_is_on_disk_before_the_next_question(dataset, tmp_path):
+    path = tmp_path / "l.csv"
+    oracle = CheckingOracle(path, TRUTH)
+    with LabelStore(path, dataset.scan_shape) as store:
+        result = run_labelling(dataset, store, GridThenBoundary(per_round=3), oracle, budget=12)
+    assert result.labelled == 12 and oracle.checked >= 9  # the last answer of a round ends it
+
+
+class Clicker(Oracle):
+    """Answers a position it was not asked about first (a click on the scan map), then as asked."""
+
+    def answers(self, positions, session):
+        if (9, 7) not in session.store.seen:
+            yield Answer(9, 7, 2, "click")
+        for x, y in positions.tolist():
+            yield Answer(x, y, TRUTH[(x, y)])
+
+
+def test_an_answer_may_name_a_position_not_asked(dataset, tmp_path):
+    path = tmp_path / "l.csv"
+    with LabelStore(path, dataset.scan_shape) as store:
+        run_labelling(dataset, store, GridThenBoundary(per_round=2), Clicker(), budget=5)
+    got = rows(path)
+    assert (got[0]["x"], got[0]["y"], got[0]["label"], got[0]["source"]) == ("9", "7", "horizontal", "click")
+    assert len({(r["x"], r["y"]) for r in got}) == len(got) == 5
+
+
+@pytest.mark.parametrize("answer, message", [
+    (Answer(10, 0, 1), "outside"),
+    (Answer(0, 8, 1), "outside"),
+    (Answer(0, 0, 3), "unknown answer"),
+    (Answer(0, 0, "maybe"), "unknown answer"),
+    (Answer(0, 0, True), "unknown answer"),
+    ((0, 0, 1), "Answer"),
+])
+def test_oracle_breaking_the_contract_is_reported(dataset, tmp_path, answer, message):
+    class Bad(Oracle):
+        def answers(self, positions, session):
+            yield answer
+
+    path = tmp_path / "l.csv"
+    with pytest.raises(Al4dstemError, match=message), LabelStore(path, dataset.scan_shape) as store:
+        run_labelling(dataset, store, GridThenBoundary(), Bad(), budget=3)
+    assert not path.exists() or read_labels(path) == []
+
+
+def test_answering_a_position_twice_is_refused(dataset, tmp_path):
+    class Twice(Oracle):
+        def answers(self, positions, session):
+            yield Answer(0, 0, 1)
+            yield Answer(0, 0, 2)
+
+    path = tmp_path / "l.csv"
+    with pytest.raises(Al4dstemError, match="answered already"), LabelStore(path, dataset.scan_shape) as store:
+        run_labelling(dataset, store, GridThenBoundary(), Twice(), budget=3)
+    assert sequence(path) == [(0, 0, "vertical")]
 
 
 def test_quit_keeps_every_confirmed_answer(dataset, tmp_path):
     store = LabelStore(tmp_path / "l.csv", dataset.scan_shape)
     result = run_labelling(dataset, store, GridThenBoundary(), ScriptedOracle([1, SKIP, 2, 0, "quit"]), budget=9)
+    assert result.exit_code == 0
     assert result.stopped == "quit" and result.labelled == 3 and result.skips == 1
     assert sequence(tmp_path / "l.csv") == [(0, 0, "vertical"), (4, 0, "skip"), (8, 0, "horizontal"),
                                             (0, 4, "none")]
@@ -146,12 +231,14 @@ def test_quit_keeps_every_confirmed_answer(dataset, tmp_path):
 def test_resume_gives_the_same_labels_as_an_uninterrupted_run(dataset, tmp_path, stop_after):
     oracle = NoisyOracle({k: v for k, v in TRUTH.items() if k != (4, 4)}, 0.2, random_state=5)
     whole = tmp_path / "whole.csv"
-    run_labelling(dataset, LabelStore(whole, dataset.scan_shape), GridThenBoundary(), oracle, budget=14)
+    with LabelStore(whole, dataset.scan_shape) as store:
+        run_labelling(dataset, store, GridThenBoundary(), oracle, budget=14)
     parts = tmp_path / "parts.csv"
-    first = run_labelling(dataset, LabelStore(parts, dataset.scan_shape), GridThenBoundary(),
-                          QuitAfter(oracle, stop_after), budget=14)
+    with LabelStore(parts, dataset.scan_shape) as store:
+        first = run_labelling(dataset, store, GridThenBoundary(), QuitAfter(oracle, stop_after), budget=14)
     assert first.stopped == "quit" and len(rows(parts)) == stop_after
-    again = run_labelling(dataset, LabelStore(parts, dataset.scan_shape), GridThenBoundary(), oracle, budget=14)
+    with LabelStore(parts, dataset.scan_shape) as store:
+        again = run_labelling(dataset, store, GridThenBoundary(), oracle, budget=14)
     assert again.stopped == "budget" and again.labelled == 14
     assert sequence(parts) == sequence(whole)
     assert [r["source"] for r in rows(parts)] == [r["source"] for r in rows(whole)]
@@ -162,10 +249,10 @@ def test_resume_with_the_paper_sampler(dataset, tmp_path, stop_after):
     from al4dstem.strategies import GridMidpointSampler
 
     whole, parts = tmp_path / "whole.csv", tmp_path / "parts.csv"
-    run_labelling(dataset, LabelStore(whole), GridMidpointSampler(), TruthOracle(TRUTH), budget=20)
-    run_labelling(dataset, LabelStore(parts), GridMidpointSampler(), QuitAfter(TruthOracle(TRUTH), stop_after),
-                  budget=20)
-    run_labelling(dataset, LabelStore(parts), GridMidpointSampler(), TruthOracle(TRUTH), budget=20)
+    for path, oracle in [(whole, TruthOracle(TRUTH)), (parts, QuitAfter(TruthOracle(TRUTH), stop_after)),
+                         (parts, TruthOracle(TRUTH))]:
+        with LabelStore(path) as store:
+            run_labelling(dataset, store, GridMidpointSampler(), oracle, budget=20)
     assert sequence(parts) == sequence(whole) and len(sequence(whole)) == 20
 
 
@@ -217,29 +304,30 @@ class LeastConfident(Sampler):
 
 def test_model_is_retrained_between_rounds(dataset, tmp_path):
     path = tmp_path / "l.csv"
-    store = LabelStore(path, dataset.scan_shape)
-    run_labelling(dataset, store, GridThenBoundary(), TruthOracle(TRUTH), budget=6)  # grid labels first
+    with LabelStore(path, dataset.scan_shape) as store:
+        run_labelling(dataset, store, GridThenBoundary(), TruthOracle(TRUTH), budget=6)  # grid labels first
     model = NearestModel()
-    result = run_labelling(dataset, LabelStore(path, dataset.scan_shape), LeastConfident(), TruthOracle(TRUTH),
-                           budget=6 + 2 * MODEL_ROUND + 3, model=model)
+    with LabelStore(path, dataset.scan_shape) as store:
+        result = run_labelling(dataset, store, LeastConfident(), TruthOracle(TRUTH),
+                               budget=6 + 2 * MODEL_ROUND + 3, model=model)
     assert result.labelled == 6 + 2 * MODEL_ROUND + 3
     assert model.fits == [6, 6 + MODEL_ROUND, 6 + 2 * MODEL_ROUND]
 
 
 def test_sampler_needing_a_model_says_what_is_needed(dataset, tmp_path):
     path = tmp_path / "l.csv"
-    with pytest.raises(Al4dstemError, match="needs a model.*--model"):
-        run_labelling(dataset, LabelStore(path), LeastConfident(), TruthOracle(TRUTH), budget=3)
-    with pytest.raises(Al4dstemError, match="at least two classes.*grid-midpoint"):
-        run_labelling(dataset, LabelStore(path), LeastConfident(), TruthOracle(TRUTH), budget=3,
-                      model=NearestModel())
+    with pytest.raises(Al4dstemError, match="needs a model.*--model"), LabelStore(path) as store:
+        run_labelling(dataset, store, LeastConfident(), TruthOracle(TRUTH), budget=3)
+    with pytest.raises(Al4dstemError, match="at least two classes.*grid-midpoint"), LabelStore(path) as store:
+        run_labelling(dataset, store, LeastConfident(), TruthOracle(TRUTH), budget=3, model=NearestModel())
     assert not path.exists()
-    store = LabelStore(path)
-    for x, c in enumerate([1, 2, 1]):
-        store.append(x, 0, c)
+    with LabelStore(path) as store:
+        for x, c in enumerate([1, 2, 1]):
+            store.append(x, 0, c)
     before = path.read_bytes()
-    with pytest.raises(Al4dstemError, match="training one on the 3 label.*at least 5 labels.*grid-midpoint"):
-        run_labelling(dataset, LabelStore(path), LeastConfident(), TruthOracle(TRUTH), budget=9,
+    with pytest.raises(Al4dstemError, match="training one on the 3 label.*at least 5 labels.*grid-midpoint"), \
+            LabelStore(path) as store:
+        run_labelling(dataset, store, LeastConfident(), TruthOracle(TRUTH), budget=9,
                       model=NearestModel(min_labels=5))
     assert path.read_bytes() == before  # refused before anything was written
 
@@ -279,6 +367,7 @@ def test_ctrl_c_outside_the_oracle_stops_like_quit(dataset, tmp_path):
     result = run_labelling(dataset, LabelStore(tmp_path / "l.csv"), Broken(interrupt_on_third),
                            TruthOracle(TRUTH), budget=5)
     assert result.stopped == "quit" and result.labelled == 2 and len(rows(tmp_path / "l.csv")) == 2
+    assert result.exit_code == 130
 
 
 def test_bad_budget_is_refused(dataset, tmp_path):

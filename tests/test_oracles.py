@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from al4dstem.base import SKIP, UNDO, QueryContext, QuitLabelling
+from al4dstem.base import SKIP, Answer, Sampler
 from al4dstem.data import open_dataset
 from al4dstem.errors import Al4dstemError
+from al4dstem.labels import LabelStore, read_labels
+from al4dstem.loop import run_labelling
 from al4dstem.oracles import NoisyOracle, TerminalOracle, TruthOracle
 from al4dstem.oracles.keys import CTRL_C, require_terminal
 from al4dstem.oracles.render import (
@@ -21,21 +23,27 @@ from al4dstem.oracles.render import (
     stretch,
     zoom_window,
 )
+from al4dstem.oracles.testing import check_oracle
 
 TRUTH = {(x, y): (1 if y < 2 else 2) for x in range(6) for y in range(4)}
 
 
+def labels_of(answers):
+    return [a.label for a in answers]
+
+
 def test_truth_answers_from_table_and_skips_what_it_lacks():
     oracle = TruthOracle({k: v for k, v in TRUTH.items() if k != (3, 1)})
-    assert oracle.label(np.array([[0, 0], [3, 1], [5, 3]]), None) == [1, SKIP, 2]
-    assert oracle.last_sources == ["truth"] * 3
+    answers = list(oracle.answers(np.array([[0, 0], [3, 1], [5, 3]]), None))
+    assert answers == [Answer(0, 0, 1, "truth"), Answer(3, 1, SKIP, "truth"), Answer(5, 3, 2, "truth")]
     assert oracle.covers(np.array([[3, 1], [0, 0]])).tolist() == [False, True]
 
 
 def test_truth_fill_nearest_is_flagged():
     oracle = TruthOracle({(0, 0): 1, (9, 9): 2}, fill="nearest")
-    assert oracle.label(np.array([[1, 1], [8, 7], [0, 0]]), None) == [1, 2, 1]
-    assert oracle.last_sources == ["truth-nearest", "truth-nearest", "truth"]
+    answers = list(oracle.answers(np.array([[1, 1], [8, 7], [0, 0]]), None))
+    assert labels_of(answers) == [1, 2, 1]
+    assert [a.source for a in answers] == ["truth-nearest", "truth-nearest", "truth"]
     assert oracle.covers(np.array([[5, 5]])).all()
 
 
@@ -47,7 +55,7 @@ def test_truth_reads_csv_and_ghost_hunter_yaml(tmp_path):
     for path in (csv, yml):
         oracle = TruthOracle(path)
         assert oracle.table((4, 6)) == {(2, 1): 2, (0, 3): 0}
-        assert oracle.label(np.array([[2, 1], [0, 3], [4, 0]]), None) == [2, 0, SKIP]
+        assert labels_of(oracle.answers(np.array([[2, 1], [0, 3], [4, 0]]), None)) == [2, 0, SKIP]
 
 
 def test_truth_from_another_scan_or_bad_fill_is_a_user_error(tmp_path):
@@ -56,29 +64,39 @@ def test_truth_from_another_scan_or_bad_fill_is_a_user_error(tmp_path):
     with pytest.raises(Al4dstemError, match="outside the scan"):
         TruthOracle(csv).table((4, 6))
     with pytest.raises(Al4dstemError, match="unknown fill"):
-        TruthOracle(TRUTH, fill="guess").label(np.array([[0, 0]]), None)
+        list(TruthOracle(TRUTH, fill="guess").answers(np.array([[0, 0]]), None))
 
 
 def test_noisy_rates_and_flags():
     positions = np.array(list(TRUTH))
     truth = [TRUTH[tuple(p)] for p in positions.tolist()]
-    assert NoisyOracle(TRUTH, 0.0, random_state=1).label(positions) == truth
-    oracle = NoisyOracle(TRUTH, 1.0, random_state=1)
-    flipped = oracle.label(positions)
-    assert all(a != t and 0 <= a < 3 for a, t in zip(flipped, truth, strict=True))
-    assert set(oracle.last_sources) == {"truth-flipped"}
+    assert labels_of(NoisyOracle(TRUTH, 0.0, random_state=1).answers(positions, None)) == truth
+    flipped = list(NoisyOracle(TRUTH, 1.0, random_state=1).answers(positions, None))
+    assert all(a.label != t and 0 <= a.label < 3 for a, t in zip(flipped, truth, strict=True))
+    assert {a.source for a in flipped} == {"truth-flipped"}
     big = {(x, y): 0 for x in range(40) for y in range(25)}
-    answers = NoisyOracle(big, 0.3, random_state=2).label(np.array(list(big)))
+    answers = labels_of(NoisyOracle(big, 0.3, random_state=2).answers(np.array(list(big)), None))
     assert 0.25 < np.mean(np.array(answers) != 0) < 0.35
 
 
 def test_noisy_depends_only_on_position_and_seed():
     positions = np.array(list(TRUTH))
-    whole = NoisyOracle(TRUTH, 0.5, random_state=3).label(positions)
+    whole = labels_of(NoisyOracle(TRUTH, 0.5, random_state=3).answers(positions, None))
     one_by_one = NoisyOracle(TRUTH, 0.5, random_state=3)
-    assert [one_by_one.label(p[None])[0] for p in positions[::-1]][::-1] == whole
-    assert NoisyOracle(TRUTH, 0.5, random_state=4).label(positions) != whole
-    assert NoisyOracle({(0, 0): 1}, 1.0, random_state=0).label(np.array([[1, 1]])) == [SKIP]
+    assert [labels_of(one_by_one.answers(p[None], None))[0] for p in positions[::-1]][::-1] == whole
+    assert labels_of(NoisyOracle(TRUTH, 0.5, random_state=4).answers(positions, None)) != whole
+    assert labels_of(NoisyOracle({(0, 0): 1}, 1.0, random_state=0).answers(np.array([[1, 1]]), None)) == [SKIP]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TruthOracle({(x, y): (x + y) % 3 for x in range(7) for y in range(5) if (x * y) % 4}),
+    lambda: TruthOracle({(0, 0): 1, (6, 4): 2}, fill="nearest"),
+    lambda: NoisyOracle({(x, y): x % 3 for x in range(7) for y in range(5)}, 0.3, random_state=0),
+    lambda: TerminalOracle(console=screen_console(), keys=Keys(list("hvnsuhvnhvnhv"))),
+], ids=["truth", "truth-nearest", "noisy", "terminal"])
+def test_every_oracle_keeps_the_contract(make, tmp_path):
+    given = check_oracle(make, tmp_path)
+    assert len(given) >= 6
 
 
 # ---------------------------------------------------------------- drawing
@@ -168,37 +186,48 @@ def small_dataset():
     return open_dataset(arr)
 
 
-def context(model=None):
-    return QueryContext(scan_shape=(4, 6), candidates=np.zeros((0, 2), np.int64),
-                        labelled_positions=np.array([[0, 0]]), labelled_classes=np.array([1]),
-                        budget=10, model=model)
+class FixedOrder(Sampler):
+    def __init__(self, order):
+        self.order = order
+
+    def query(self, context, n):
+        cand = [tuple(c) for c in context.candidates.tolist()]
+        return np.array([cand.index(p) for p in self.order if p in cand][:n], dtype=np.int64)
 
 
 def screen_console():
     return Console(file=io.StringIO(), width=120, height=45, force_terminal=True, record=True)
 
 
-def test_terminal_keys_give_answers_and_screen_shows_context():
+def label_at_terminal(tmp_path, keys, model=None, budget=10):
+    """Drive the terminal oracle through the real loop; returns (result, live rows, screen text)."""
     con = screen_console()
-    oracle = TerminalOracle(console=con, keys=Keys(["h", "z", "v", "x", "s", "u"]))
-    oracle.observe(context(OneClassModel()))
-    positions = np.array([[1, 0], [2, 0], [3, 0], [4, 0], [5, 0]])
-    assert oracle.label(positions, small_dataset()) == [2, 1, SKIP, UNDO]  # undo ends the round
-    text = con.export_text()
+    path = tmp_path / "l.csv"
+    with LabelStore(path, (4, 6)) as store:
+        store.append(0, 0, 1)
+        result = run_labelling(small_dataset(), store, FixedOrder([(x, 0) for x in range(1, 6)] + [(0, 1)]),
+                               TerminalOracle(console=con, keys=Keys(keys)), budget=budget, model=model,
+                               retrain=False)
+    return result, read_labels(path), con.export_text()
+
+
+def test_terminal_keys_give_answers_and_screen_shows_context(tmp_path):
+    result, rows, text = label_at_terminal(tmp_path, ["h", "z", "v", "x", "s", "u", "n", "q"], OneClassModel())
+    assert [(r.position, r.name) for r in rows] == [((0, 0), "vertical"), ((1, 0), "horizontal"),
+                                                    ((2, 0), "vertical"), ((3, 0), "none")]
+    assert result.undone == 1 and result.stopped == "quit" and result.exit_code == 0
     assert "x=1 y=0" in text and "x=3 y=0" in text and "x=5 y=0" not in text
     assert "1 of 10 labelled" in text and "2 of 10 labelled" in text and "3 of 10 labelled" in text
-    assert "last vertical x=0 y=0" in text and "last horizontal x=1 y=0" in text
+    assert "last vertical x=2 y=0" in text and "last horizontal x=1 y=0" in text
     assert "zoom rows" in text and "model: vertical 80%" in text and "unknown key 'x'" in text
+    assert "took back skip at x=3, y=0" in text
 
 
-@pytest.mark.parametrize("quit_key", ["q", CTRL_C, KeyboardInterrupt()])
-def test_terminal_quit_keeps_answers_so_far(quit_key):
-    oracle = TerminalOracle(console=screen_console(), keys=Keys(["n", quit_key]))
-    with pytest.raises(QuitLabelling) as stop:
-        oracle.label(np.array([[1, 0], [2, 0], [3, 0]]), small_dataset())
-    assert stop.value.answers == [0]
-
-
+@pytest.mark.parametrize("quit_key, code", [("q", 0), (CTRL_C, 130), (KeyboardInterrupt(), 130)])
+def test_terminal_quit_keeps_answers_so_far(tmp_path, quit_key, code):
+    result, rows, _ = label_at_terminal(tmp_path, ["n", quit_key])
+    assert [(r.position, r.name) for r in rows] == [((0, 0), "vertical"), ((1, 0), "none")]
+    assert result.stopped == "quit" and result.exit_code == code
 def test_terminal_needs_an_interactive_stdin():
     r, w = os.pipe()
     try:

@@ -5,13 +5,17 @@ finish the budget. The CSV must hold exactly the confirmed labels. Needs tmux (a
 ``tmux``); skipped with that reason where it is missing.
 """
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 
 import pytest
 from test_label_cli import CLASSES, make_scan, rows, truth_class
+
+from al4dstem.labels import read_labels
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
 
@@ -80,8 +84,10 @@ def test_person_labels_undoes_quits_and_resumes(tmux, tmp_path):
     confirmed = []  # what this person confirmed, in order
 
     def answer(position, done):
+        before = len(rows(labels)) if labels.exists() else 0
         tmux.press(KEY_FOR[truth_class(*position)])
         confirmed.append((*position, CLASSES[truth_class(*position)]))
+        wait_for_rows(labels, before + 1)  # the key press alone appends its row
         return tmux.prompt(done + 1) if done + 1 < BUDGET else None
 
     # session 1: five labels (with a look at the zoom), undo one, quit with q
@@ -99,13 +105,14 @@ def test_person_labels_undoes_quits_and_resumes(tmux, tmp_path):
     tmux.press("q")
     tmux.wait(lambda s: "EXIT=0" in s, "the program to exit")
     assert "4 of 8 labelled" in tmux.screen()
-    assert [(int(r["x"]), int(r["y"]), r["label"]) for r in rows(labels)] == confirmed
+    assert live(labels) == confirmed
+    assert [r["label"] for r in rows(labels)][-1] == "undo"  # undo appended a retraction row
 
-    # session 2: one more, then Ctrl-C behaves like q
+    # session 2: one more, then Ctrl-C stops like q (exit 130, as the shell expects after Ctrl-C)
     tmux.start(command)
     position = answer(tmux.prompt(4), 4)
     tmux.press("C-c", literal=False)
-    tmux.wait(lambda s: "EXIT=0" in s, "the program to exit after Ctrl-C")
+    tmux.wait(lambda s: "EXIT=130" in s, "the program to exit after Ctrl-C")
     assert "5 of 8 labelled" in tmux.screen()
 
     # session 3: skip one (it does not count), then finish the budget
@@ -117,7 +124,59 @@ def test_person_labels_undoes_quits_and_resumes(tmux, tmp_path):
         position = answer(position, done)
     tmux.wait(lambda s: "EXIT=0" in s, "the program to finish the budget")
     assert "8 of 8 labelled (budget reached)" in tmux.screen()
+    assert [r for r in live(labels) if r[2] != "skip"] == confirmed
     got = rows(labels)
-    assert [(int(r["x"]), int(r["y"]), r["label"]) for r in got if r["label"] != "skip"] == confirmed
     assert sum(r["label"] == "skip" for r in got) == 1
     assert {r["source"] for r in got} == {"terminal"}
+
+
+def live(path):
+    return [(r.x, r.y, r.name) for r in read_labels(path)]
+
+
+def wait_for_rows(path, n, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and len(rows(path)) >= n:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"{path} did not reach {n} rows within {timeout} s")
+
+
+@pytest.mark.parametrize("stop", ["SIGHUP", "SIGTERM", "SIGKILL", "close-terminal"])
+def test_stopping_mid_round_keeps_every_answer(tmux, tmp_path, stop):
+    """A dropped ssh session (SIGHUP), kill (SIGTERM), kill -9, or closing the terminal window in
+    the middle of a round: every answered pattern is in the file, nothing torn."""
+    data, _ = make_scan(tmp_path)
+    labels, pid_file = tmp_path / "labels.csv", tmp_path / "pid"
+    inner = (f"echo $$ > {pid_file}; exec env -u COLUMNS -u LINES {shutil.which('al4dstem')} label {data} "
+             f"--labels {labels} --budget {BUDGET} --sampler grid-midpoint --seed 0")
+    tmux.start(f"sh -c '{inner}'; echo EXIT=$?; sleep 300")
+    answered = []
+    position = tmux.prompt(0)
+    for done in range(3):  # grid-midpoint's first round is longer: this is mid-round
+        tmux.press(KEY_FOR[truth_class(*position)])
+        answered.append((*position, CLASSES[truth_class(*position)]))
+        position = tmux.prompt(done + 1)
+    pid = int(pid_file.read_text())
+    if stop == "close-terminal":
+        tmux.tmux("kill-session", "-t", "label")
+    else:
+        os.kill(pid, getattr(signal, stop))
+    end = time.monotonic() + 20
+    while time.monotonic() < end and os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}") or "zombie" in _state(pid), "the labeller did not stop"
+    if stop in ("SIGHUP", "SIGTERM"):  # a clean stop: the summary, and the shell's code for the signal
+        tmux.wait(lambda s: f"EXIT={128 + getattr(signal, stop)}" in s, "the exit code")
+        assert "3 of 8 labelled (stopped; run the same command again" in tmux.screen()
+    assert labels.read_bytes().endswith(b"\n")
+    assert live(labels) == answered
+
+
+def _state(pid) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((line for line in f if line.startswith("State:")), "")
+    except OSError:
+        return ""

@@ -27,7 +27,9 @@ out = Console()
 def main() -> None:
     """Console-script entry point: one clear line per user error, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a typer.Exit's code in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except Al4dstemError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

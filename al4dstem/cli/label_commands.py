@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from al4dstem.cli.app import app, console, out
-from al4dstem.errors import Al4dstemError
 
 STOP_REASONS = {
     "budget": "budget reached",
@@ -31,39 +31,40 @@ def label(
     seed: int = typer.Option(0, "--seed", help="Random state of the sampler and of a new model."),
     dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write the sampling-pattern figure (PNG)."),
+    ui: str = typer.Option("terminal", "--ui", help="Where a person answers: terminal, or browser (a local page)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Browser UI: address to serve on (loopback by default)."),
+    port: int = typer.Option(0, "--port", help="Browser UI: port (0 picks a free one)."),
+    no_open: bool = typer.Option(False, "--no-open", help="Browser UI: print the URL but open no browser."),
 ) -> None:
-    """Label patterns chosen by a sampler: at the terminal (one key each), or from --truth."""
-    from al4dstem.data import open_dataset
-    from al4dstem.labels import LabelStore
-    from al4dstem.loop import run_labelling
+    """Label patterns chosen by a sampler: at the terminal (one key each), in a browser page, or from --truth."""
+    import sys
 
-    if budget <= 0:
-        raise Al4dstemError(f"--budget must be a positive number of labels, got {budget}")
-    if truth is None:
-        from al4dstem.oracles.keys import require_terminal
+    from al4dstem.labeller import label as run_label
+    from al4dstem.paths import check_outputs
 
-        require_terminal()
-    ds = open_dataset(data, dataset=dataset)
-    _check_step(step, ds.scan_shape)
-    store = LabelStore(labels, ds.scan_shape)
-    if store.repaired:
-        console.print(f"{labels}: dropped a torn last line (an answer that was never confirmed)")
-    oracle = _make_oracle(truth, fill, ds.scan_shape, store)
-    chosen = _make_sampler(sampler, step, seed)
-    net = _make_model(model, ds, seed, chosen, store)
+    reads = {"data file": data, "--truth": truth, "--model": model}
+    check_outputs(writes={"--labels": labels, "--plot": plot}, reads=reads)
 
+    def show_url(url: str, warning: str | None) -> None:
+        if warning:
+            console.print(f"warning: {warning}", highlight=False)
+        print(url, flush=True)  # one line on stdout, for scripts and tests
+
+    terminal = truth is None and ui == "terminal"
+    oracle_console = (console if console.is_terminal or not out.is_terminal else out) if terminal else None
+    bar = None
     if truth is not None and console.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        with Progress(TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), console=console,
-                      transient=True) as bar:
-            task = bar.add_task("labelling", total=budget, completed=min(budget, len(store.labels)))
-            result = run_labelling(ds, store, chosen, oracle, budget, model=net,
-                                   progress=lambda done, _: bar.update(task, completed=done))
-    else:
-        result = run_labelling(ds, store, chosen, oracle, budget, model=net)
-        if truth is None:
-            oracle.console.clear()
+        bar = Progress(TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), console=console, transient=True)
+    with bar or _nothing():
+        task = bar.add_task("labelling", total=budget) if bar else None
+        result = run_label(data, labels, budget, sampler, step=step, truth=truth, fill=fill, model=model, seed=seed,
+                           dataset=dataset, ui=ui, host=host, port=port, open_browser=not no_open,
+                           console=oracle_console, on_url=show_url,
+                           progress=(lambda done, _: bar.update(task, completed=done)) if bar else None)
+    if terminal:
+        oracle_console.clear()
 
     classes = ", ".join(f"{name} {n}" for name, n in result.per_class.items())
     out.print(f"{result.labelled} of {budget} labelled ({STOP_REASONS[result.stopped]}): {classes}; "
@@ -71,7 +72,12 @@ def label(
     out.print(f"this run: +{result.added} labels, {result.skipped} skips, {result.undone} undone, "
               f"{result.rounds} rounds; saved in {labels}", highlight=False)
     if plot is not None:
-        _plot_labels(ds, labels, plot)
+        from al4dstem.data import open_dataset
+
+        _plot_labels(open_dataset(data, dataset=dataset), labels, plot)
+    if result.exit_code:
+        sys.stdout.flush()
+        raise typer.Exit(result.exit_code)
 
 
 @app.command("plot-labels")
@@ -83,7 +89,11 @@ def plot_labels(
 ) -> None:
     """Write the sampling-pattern figure: labelled positions coloured by class over the scan."""
     from al4dstem.data import open_dataset
+    from al4dstem.labels import read_labels
+    from al4dstem.paths import check_outputs
 
+    check_outputs(writes={"--out": out_png}, reads={"data file": data, "--labels": labels})
+    read_labels(labels)  # a mistyped label path is an error, not an empty figure
     _plot_labels(open_dataset(data, dataset=dataset), labels, out_png)
 
 
@@ -96,45 +106,6 @@ def _plot_labels(ds, labels: Path, png: Path) -> None:
     out.print(f"sampling pattern written to {png}", highlight=False)
 
 
-def _check_step(step: int | None, scan_shape) -> None:
-    rows, cols = scan_shape
-    if step is not None and not 1 <= step < max(rows, cols):
-        raise Al4dstemError(f"--step {step} does not fit the {cols} x {rows} scan (cols x rows): "
-                            f"use 1 to {max(rows, cols) - 1}")
-
-
-def _make_sampler(spec: str, step: int | None, seed: int):
-    from al4dstem.strategies import get_sampler
-
-    return get_sampler(spec, step=step, random_state=seed)
-
-
-def _make_oracle(truth: Path | None, fill: str, scan_shape, store):
-    """The terminal oracle, or a truth oracle checked to know at least one unanswered position."""
-    if truth is None:
-        from al4dstem.oracles import TerminalOracle
-
-        return TerminalOracle(console=console if console.is_terminal or not out.is_terminal else out)
-    from al4dstem.loop import unanswered
-    from al4dstem.oracles import TruthOracle
-
-    oracle = TruthOracle(truth, fill=fill)
-    oracle.table(scan_shape)
-    left = unanswered(scan_shape, store)
-    if len(left) and not oracle.covers(left).any():
-        rows, cols = scan_shape
-        raise Al4dstemError(f"{truth}: no label for any of the {len(left)} positions still to label in the "
-                            f"{cols} x {rows} scan (a truth file for another scan?)")
-    return oracle
-
-
-def _make_model(path: Path | None, ds, seed: int, sampler, store):
-    """The model given, or a new one for a sampler that needs a model, when the labels so far
-    (two classes at least) can train it; without one the loop says what is needed."""
-    if path is None and (not sampler.needs_model or len(set(store.labels.values())) < 2):
-        return None
-    from al4dstem.models import CNNClassifier
-
-    if path is not None:
-        return CNNClassifier.load(path, dataset=ds)
-    return CNNClassifier(dataset=ds, random_state=seed)
+@contextmanager
+def _nothing():
+    yield

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from al4dstem.base import Oracle
+from al4dstem.base import Answer, Oracle
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES
 from al4dstem.oracles.truth import TruthOracle
@@ -42,27 +44,20 @@ class NoisyOracle(Oracle):
     def source(self) -> str:
         return self.inner().source
 
-    def observe(self, context) -> None:
-        self.inner().observe(context)
-
-    def label(self, positions, dataset=None) -> list:
+    def answers(self, positions, session=None) -> Iterator[Answer]:
         if not 0 <= float(self.noise_rate) <= 1:
             raise Al4dstemError(f"noise rate must be within [0, 1], got {self.noise_rate}")
-        inner = self.inner()
-        positions = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
-        answers = list(inner.label(positions, dataset))
-        sources = list(inner.last_sources or [inner.source] * len(answers))
         seed = self._seed()
-        for i, ((x, y), answer) in enumerate(zip(positions, answers, strict=False)):
-            if isinstance(answer, str):  # SKIP or UNDO
+        for answer in self.inner().answers(positions, session):
+            if isinstance(answer.label, str):  # SKIP or UNDO pass through
+                yield answer
                 continue
-            rng = np.random.default_rng([seed, int(x), int(y)])
+            rng = np.random.default_rng([seed, int(answer.x), int(answer.y)])
             if rng.random() < self.noise_rate:
-                others = [c for c in range(len(CLASSES)) if c != int(answer)]
-                answers[i] = others[int(rng.integers(len(others)))]
-                sources[i] += "-flipped"
-        self.last_sources = sources
-        return answers
+                others = [c for c in range(len(CLASSES)) if c != int(answer.label)]
+                flipped = others[int(rng.integers(len(others)))]
+                answer = Answer(answer.x, answer.y, flipped, f"{answer.source or self.source}-flipped")
+            yield answer
 
     def _seed(self) -> int:
         if self.random_state is not None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from al4dstem.base import SKIP, Oracle
+from al4dstem.base import SKIP, Answer, Oracle
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES, confirmed, read_labels
 
@@ -56,22 +56,19 @@ class TruthOracle(Oracle):
             return np.ones(len(positions), dtype=bool)
         return np.array([(int(x), int(y)) in table for x, y in positions], dtype=bool)
 
-    def label(self, positions, dataset=None) -> list:
+    def answer(self, position) -> Answer:
+        """The answer at one position ``(x, y)``: its class, the nearest one, or SKIP."""
         table = self.table()
-        answers, sources = [], []
-        for x, y in np.asarray(positions, dtype=np.int64).reshape(-1, 2):
-            key = (int(x), int(y))
-            if key in table:
-                answers.append(table[key])
-                sources.append(self.source)
-            elif self.fill == "nearest" and table:
-                answers.append(self._nearest(key))
-                sources.append(f"{self.source}-nearest")
-            else:
-                answers.append(SKIP)
-                sources.append(self.source)
-        self.last_sources = sources
-        return answers
+        key = (int(position[0]), int(position[1]))
+        if key in table:
+            return Answer(*key, table[key], self.source)
+        if self.fill == "nearest" and table:
+            return Answer(*key, self._nearest(key), f"{self.source}-nearest")
+        return Answer(*key, SKIP, self.source)
+
+    def answers(self, positions, session=None) -> Iterator[Answer]:
+        for position in np.asarray(positions, dtype=np.int64).reshape(-1, 2):
+            yield self.answer(position)
 
     def _nearest(self, position) -> int:
         from scipy.spatial import cKDTree
