@@ -311,13 +311,16 @@ def significance(image: np.ndarray, sigma: float, background_size: float) -> np.
 
 @dataclass
 class Prepared:
-    """What every drawing of one pattern shares: the cleaned image, its beam and the window shown."""
+    """What every drawing of one pattern shares: the cleaned image, its beam, the window shown,
+    and (computed on first use) the window's significances and Bragg-disk level."""
 
     image: np.ndarray  # hot pixels removed, float64
     beam: Beam
     window: tuple[int, int, int, int]  # (r0, r1, c0, c1): the whole detector, or the zoom window
     zoom: bool
     lattice: object | None = None
+    significance: np.ndarray | None = None  # (r1 - r0, c1 - c0), noise units
+    main_level: float | None = None
 
     @property
     def side(self) -> int:
@@ -337,30 +340,11 @@ def prepare(pattern: np.ndarray, zoom: bool = False, lattice=None) -> Prepared:
     return Prepared(img, beam, window, zoom, lattice)
 
 
-@dataclass
-class PatternView:
-    """A pattern prepared for a screen: values in [0, 1], where they came from, and a note."""
-
-    values: np.ndarray  # (size, size) float in [0, 1]
-    window: tuple[int, int, int, int]  # (r0, r1, c0, c1) of the detector shown
-    beam: Beam
-    main_level: float  # significance drawn at the top of the scale
-    note: str
-
-
-def pattern_view(pattern, size: int, zoom: bool = False, lattice=None, gamma: float = GAMMA) -> PatternView:
-    """A pattern drawn ``size`` x ``size`` pixels (see the module notes for how).
-
-    ``pattern``: a 2-D array, or a ``Prepared`` one (then ``zoom`` and ``lattice`` are its own).
-    ``zoom`` shows only the central beam and its nearest Bragg disks (``zoom_window``), with the
-    contrast measured inside that window; ``lattice`` (optional) places the window and masks
-    the Bragg disks exactly instead of estimating their level.
-    """
-    prep = pattern if isinstance(pattern, Prepared) else prepare(pattern, zoom, lattice)
+def _measure(prep: Prepared) -> None:
+    """Fill ``prep.significance`` and ``prep.main_level`` (once: every size of drawing shares them)."""
     img, beam, lattice = prep.image, prep.beam, prep.lattice
     kr, kc = img.shape
     r0, r1, c0, c1 = prep.window
-    shrink = prep.side / max(1, size)
     sigma = 0.5 * beam.radius  # not more when shrinking: the Bragg disks' tails would bury the ghosts
     bg_size = max(6 * beam.radius, min(kr, kc) / 10)
     # work on the window and a margin wide enough for the smoothing and the background
@@ -377,18 +361,47 @@ def pattern_view(pattern, size: int, zoom: bool = False, lattice=None, gamma: fl
 
         cores = disk_mask(lattice, (kr, kc), "main", radius=0.6 * lattice.disk_radius)[r0:r1, c0:c1] & outside_beam
     if cores is not None and cores.any():
-        main_level = float(np.median(z[cores]))
+        level = float(np.median(z[cores]))
     else:
-        main_level = float(np.percentile(z[outside_beam], 99.5)) if outside_beam.any() else float(z.max())
+        level = float(np.percentile(z[outside_beam], 99.5)) if outside_beam.any() else float(z.max())
+    prep.significance, prep.main_level = z, level
+
+
+@dataclass
+class PatternView:
+    """A pattern prepared for a screen: values in [0, 1], where they came from, and a note."""
+
+    values: np.ndarray  # (size, size) float in [0, 1]
+    window: tuple[int, int, int, int]  # (r0, r1, c0, c1) of the detector shown
+    beam: Beam
+    main_level: float  # significance drawn at the top of the scale
+    note: str
+
+
+def pattern_view(pattern, size: int, zoom: bool = False, lattice=None, gamma: float = GAMMA) -> PatternView:
+    """A pattern drawn ``size`` x ``size`` pixels (see the module notes for how).
+
+    ``pattern``: a 2-D array, or a ``Prepared`` one (then ``zoom`` and ``lattice`` are its own;
+    drawing it again at another size costs only the resampling).
+    ``zoom`` shows only the central beam and its nearest Bragg disks (``zoom_window``), with the
+    contrast measured inside that window; ``lattice`` (optional) places the window and masks
+    the Bragg disks exactly instead of estimating their level.
+    """
+    prep = pattern if isinstance(pattern, Prepared) else prepare(pattern, zoom, lattice)
+    if prep.significance is None:
+        _measure(prep)
+    kr, kc = prep.image.shape
+    r0, r1, c0, c1 = prep.window
+    shrink = prep.side / max(1, size)
     # plain noise stays near black: one sigma, two where each pixel is the maximum of a block
     low = 1.0 if shrink <= 1.5 else 2.0
-    main_level = max(main_level, low + 4.0)  # a pattern of noise alone is not stretched up to white
-    values = scale(resample(z, (size, size), method="max"), low, main_level, log=True, gamma=gamma)
+    top = max(prep.main_level, low + 4.0)  # a pattern of noise alone is not stretched up to white
+    values = scale(resample(prep.significance, (size, size), method="max"), low, top, log=True, gamma=gamma)
     if prep.zoom:
         note = f"zoom rows {r0}-{r1 - 1}, cols {c0}-{c1 - 1}"
     else:
         note = f"{kr} x {kc}" + (f", 1:{shrink:.1f}" if shrink > 1 else "")
-    return PatternView(values, prep.window, beam, main_level, note)
+    return PatternView(values, prep.window, prep.beam, top, note)
 
 
 def pattern_values(pattern: np.ndarray, size: int, zoom: bool = False, lattice=None,

@@ -109,26 +109,28 @@ def pattern_rgb(pattern: np.ndarray, size: int, zoom: bool = False, lattice=None
     return display.pattern_rgb(pattern, size, zoom, lattice)
 
 
-_DRAWN: OrderedDict = OrderedDict()
+_PREPARED: OrderedDict = OrderedDict()  # a few MB each for a 512 x 512 frame: keep few
+_DRAWN: OrderedDict = OrderedDict()  # small RGB arrays
 
 
 def _key(pattern: np.ndarray, *rest) -> tuple:
     return (hash(np.ascontiguousarray(pattern).tobytes()), pattern.shape, *rest)
 
 
-def _remember(key, make):
-    """The last few drawings: a key press redraws the screen, and preparing a 512 x 512 frame
+def _remember(cache: OrderedDict, size: int, key, make):
+    """The last few results: a key press redraws the screen, and preparing a 512 x 512 frame
     takes tens of milliseconds."""
-    if key not in _DRAWN:
-        _DRAWN[key] = make()
-        if len(_DRAWN) > 48:
-            _DRAWN.popitem(last=False)
-    _DRAWN.move_to_end(key)
-    return _DRAWN[key]
+    if key not in cache:
+        cache[key] = make()
+        if len(cache) > size:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    return cache[key]
 
 
 def _prepared(pattern: np.ndarray, zoom: bool, lattice=None) -> display.Prepared:
-    return _remember(_key(pattern, "prepared", zoom, id(lattice)), lambda: display.prepare(pattern, zoom, lattice))
+    """The pattern cleaned and measured once, however many sizes it is drawn at."""
+    return _remember(_PREPARED, 8, _key(pattern, zoom, id(lattice)), lambda: display.prepare(pattern, zoom, lattice))
 
 
 def _drawn(pattern: np.ndarray, size: int, zoom: bool, lattice=None) -> tuple[np.ndarray, str]:
@@ -136,7 +138,7 @@ def _drawn(pattern: np.ndarray, size: int, zoom: bool, lattice=None) -> tuple[np
         view = display.pattern_view(_prepared(pattern, zoom, lattice), size)
         return colourise(view.values), view.note
 
-    return _remember(_key(pattern, "rgb", size, zoom, id(lattice)), draw)
+    return _remember(_DRAWN, 48, _key(pattern, size, zoom, id(lattice)), draw)
 
 
 def overview_rgb(background: np.ndarray, labels: dict, current: tuple[int, int] | None,
