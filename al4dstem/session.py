@@ -91,6 +91,7 @@ class LabellingSession:
         self.result = LabellingResult(stopped="budget", labelled=len(store.labels))
         self._patterns: OrderedDict = OrderedDict()
         self._overview = None
+        self._lattice = None
         self._redo: tuple[int, int] | None = None  # a retracted position, asked again first
         # a model that arrives fitted is refitted only once this run changes the labels
         self._fitted_at = 0 if model is not None and hasattr(model, "classes_") else None
@@ -154,6 +155,18 @@ class LabellingSession:
         if self._overview is None:
             self._overview = np.asarray(self.dataset.virtual_image())
         return self._overview
+
+    def lattice(self):
+        """The crystal lattice found in the scan's mean pattern (``al4dstem.lattice.Lattice``),
+        or None where none is found; computed once, from at most 64 patterns."""
+        if self._lattice is None:
+            from al4dstem import lattice
+
+            try:
+                self._lattice = lattice.find_lattice(lattice.mean_pattern(self.dataset, max_patterns=64))
+            except Al4dstemError:
+                self._lattice = False  # looked, found none: don't look again
+        return self._lattice or None
 
     def guess(self, position) -> np.ndarray | None:
         """The model's probabilities ``(3,)`` (none, vertical, horizontal) at ``(x, y)``, or None."""

@@ -51,7 +51,15 @@ def label(
         print(url, flush=True)  # one line on stdout, for scripts and tests
 
     terminal = truth is None and ui == "terminal"
-    oracle_console = (console if console.is_terminal or not out.is_terminal else out) if terminal else None
+    oracle_console = None
+    if terminal:
+        from rich.console import Console
+
+        from al4dstem.oracles.render import color_system
+
+        # draw where the person looks: stderr, or stdout when only stdout is a terminal
+        oracle_console = Console(stderr=console.is_terminal or not out.is_terminal,
+                                 color_system=color_system() or "auto")
     bar = None
     if truth is not None and console.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from al4dstem.base import SKIP, UNDO, Answer, Oracle, QuitLabelling
 from al4dstem.oracles.keys import CTRL_C, CTRL_D, KeyReader
-from al4dstem.oracles.render import ScreenState, labelling_screen
+from al4dstem.oracles.render import ScreenState, color_system, labelling_screen
 
 ANSWER_KEYS = {"h": 2, "v": 1, "n": 0, "s": SKIP, "u": UNDO}
 QUIT_KEYS = {"q", CTRL_C, CTRL_D}
@@ -39,12 +39,13 @@ class TerminalOracle(Oracle):
         self.zoom = zoom
 
     def answers(self, positions, session) -> Iterator[Answer]:
-        console = self.console or Console(stderr=True)
+        console = self.console or Console(stderr=True, color_system=color_system() or "auto")
         if getattr(self, "zoom_", None) is None:
             self.zoom_ = self.zoom
-        if session._overview is None:
-            with console.status("reading the scan for its overview (virtual bright field)"):
+        if session._overview is None or session._lattice is None:
+            with console.status("reading the scan for its overview and lattice"):
                 session.overview()
+                session.lattice()
         with (self.keys if self.keys is not None else KeyReader()) as keys:
             for x, y in np.asarray(positions, dtype=np.int64).reshape(-1, 2):
                 position = (int(x), int(y))
@@ -62,7 +63,7 @@ class TerminalOracle(Oracle):
                 done=session.done, budget=session.budget,
                 overview=session.overview(), labels=session.labels,
                 examples={c: (p[0], session.pattern(p[0])) for c, p in examples.items() if p},
-                guess=guess, zoom=self.zoom_, message=session.message,
+                guess=guess, zoom=self.zoom_, message=session.message, lattice=session.lattice(),
             )
             console.clear()
             console.print(labelling_screen(state, console.size.width, console.size.height), crop=True)
