@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from al4dstem.cli.app import app, console, out
+from al4dstem.cli.checks import check_at_least
 from al4dstem.errors import Al4dstemError
 
 
@@ -58,8 +59,11 @@ def simulate(
     threads: int | None = typer.Option(None, "--threads", help="Worker threads (speed only, not the result)."),
 ) -> None:
     """Simulate a boracite-like 4D-STEM scan with ground truth (see al4dstem.simulate)."""
+    from al4dstem.paths import check_outputs
     from al4dstem.simulate import simulate_to_file
 
+    check_at_least(threads, 1, "--threads")
+    check_outputs(writes={"OUT": out_path, "--truth": truth}, create_folders=True)
     options = dict(out_path=out_path, truth_path=truth, nx=nx, ny=ny, detector=detector, geometry=geometry,
                    seed=seed, threads=threads, dose=dose, ghost_strength=ghost_strength,
                    wall_width=wall_width, none_width=none_width, rotation=rotation, drift=drift,

@@ -7,8 +7,10 @@ from pathlib import Path
 import typer
 
 from al4dstem.cli.app import app, console, out
+from al4dstem.cli.checks import check_at_least, check_seed
 from al4dstem.cli.progress import epochs_bar, patterns_bar
 from al4dstem.errors import Al4dstemError
+from al4dstem.paths import Files, check_outputs
 
 
 @app.command()
@@ -26,13 +28,14 @@ def train(
     """Train a CNN on the labelled positions of DATA and save it as one checkpoint file."""
     from al4dstem.data import open_dataset
     from al4dstem.labels import as_arrays, read_labels
-    from al4dstem.models.checkpoint import check_writable
 
-    if epochs is not None and epochs < 1:
-        raise Al4dstemError(f"--epochs must be at least 1, got {epochs}")
+    check_at_least(epochs, 1, "--epochs")
+    check_at_least(threads, 1, "--threads")
+    check_seed(seed)
+    # refuse before minutes of training, not after; and never write the model over what it learns from
+    check_outputs(writes={"--out": out_path}, reads={"data file": data, "--labels": labels})
     ds = open_dataset(data, dataset=dataset)
     positions, classes = as_arrays(read_labels(labels, ds.scan_shape))
-    check_writable(out_path)  # refuse before minutes of training, not after
     from al4dstem.models import CNNClassifier  # torch: imported once the cheap checks have passed
     from al4dstem.models.training import check_labels
 
@@ -75,10 +78,18 @@ def predict(
     from al4dstem.data import open_dataset
     from al4dstem.engines.local import predict_dataset
     from al4dstem.labels import as_arrays, read_labels
-    from al4dstem.maps import check_writable, write_prediction
+    from al4dstem.maps import output_paths, write_prediction
 
     start = time.perf_counter()
-    check_writable(out_prefix)
+    check_at_least(batch_size, 1, "--batch-size")
+    check_at_least(threads, 1, "--threads")
+    # all four files, the figure too: --no-figure removes an old one
+    try:
+        files = output_paths(out_prefix).values()
+    except Al4dstemError as e:
+        raise Al4dstemError(f"--out {e}") from None
+    check_outputs(writes={"--out": Files(out_prefix, files)},
+                  reads={"data file": data, "--model": model, "--labels": labels})
     ds = open_dataset(data, dataset)
     from al4dstem.models.trained import TrainedNetwork  # torch: imported once the cheap checks have passed
 
@@ -120,6 +131,8 @@ def evaluate(
     probs, valid = load_prediction(prediction)
     grid = truth_grid(truth, probs.shape[:2])
     m = evaluate_map(probs, grid, exclude=exclude, valid=valid)
+    if m["n_evaluated"] == 0:  # an accuracy of NaN with exit 0 would pass for a result in a script
+        raise Al4dstemError(_nothing_scored(m, int((grid >= 0).sum()), truth, exclude))
     if as_json:
         clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
         out.print_json(json.dumps(clean))
@@ -138,6 +151,15 @@ def evaluate(
         for column in table.columns[1:]:
             column.justify = "right"
         out.print(table)
+
+
+def _nothing_scored(m: dict, known: int, truth: Path, exclude: Path | None) -> str:
+    if known == 0:
+        return f"{truth}: no labelled positions, nothing to score"
+    if m["n_excluded"] == known:
+        return f"nothing to score: --exclude {exclude} leaves out all {known} positions of --truth {truth}"
+    return (f"nothing to score: of the {known} positions of --truth {truth}, {m['n_excluded']} are excluded and "
+            f"{m['n_unclassified']} were not classified (NaN/inf patterns)")
 
 
 @app.command()

@@ -16,6 +16,9 @@ import numpy as np
 from al4dstem.errors import Al4dstemError
 
 Progress = Callable[[int, int], None]  # (patterns done, patterns in total)
+# Virtual-image values are kept within half the largest float64, so the difference of any two (a
+# display stretch) stays finite: finite data, however extreme, never shows as NaN/inf.
+IMAGE_LIMIT = float(np.finfo(np.float64).max) / 2
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Survey:
     """What one streaming pass over a scan tells: a virtual image and the broken patterns."""
 
     virtual_image: np.ndarray  # (rows, cols) float64; NaN where the detector region was not finite
+    # (finite sums beyond +-IMAGE_LIMIT are saturated there, never turned into inf)
     nonfinite: np.ndarray  # (k, 2) int64 (x, y) of patterns holding NaN or inf
 
     def marked_image(self) -> np.ndarray:
@@ -198,8 +202,7 @@ class Dataset:
         bad = []
         check = self.dtype.kind == "f"
         for b in self._stream(batch_size, progress):
-            vals = b.patterns[:, mask].sum(axis=1, dtype=np.float64)
-            image.reshape(-1)[b.start:b.stop] = vals
+            image.reshape(-1)[b.start:b.stop] = _masked_sums(b.patterns, mask)
             if check:
                 bad.append(b.positions[_nonfinite_rows(b.patterns)])
         nonfinite = np.concatenate(bad) if bad else np.zeros((0, 2), dtype=np.int64)
@@ -224,8 +227,11 @@ class Dataset:
         xs = np.unique(np.linspace(0, cols - 1, 3).round().astype(int))
         picks = [(x, y) for y in ys for x in xs][:n_samples]
         mean = np.zeros(self.detector_shape, dtype=np.float64)
-        for x, y in picks:
-            mean += np.nan_to_num(self.pattern(x, y).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        for x, y in picks:  # divided before adding: finite values near the float64 limit cannot overflow
+            mean += np.nan_to_num(self.pattern(x, y).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0) / len(picks)
+        peak = np.abs(mean).max()
+        if peak > 0:  # the brightest spot does not depend on the scale; the smoothing sums must stay finite
+            mean /= peak
         cy, cx = np.unravel_index(np.argmax(_smooth(mean)), mean.shape)
         return int(cy), int(cx)
 
@@ -243,6 +249,24 @@ def _nonfinite_rows(patterns: np.ndarray) -> np.ndarray:
     if patterns.dtype.kind != "f":
         return np.zeros(len(patterns), dtype=bool)
     return ~np.isfinite(patterns.reshape(len(patterns), -1)).all(axis=1)
+
+
+def _masked_sums(patterns: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(n,)`` float64 sums of each pattern over ``mask``: NaN where a summed pixel is NaN or inf;
+    finite pixels whose sum is beyond float64 (values near 1e308) saturate at +-IMAGE_LIMIT."""
+    picked = patterns[:, mask]
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = picked.sum(axis=1, dtype=np.float64)
+    if picked.dtype.kind == "f":
+        finite = np.isfinite(picked).all(axis=1)
+        sums[~finite] = np.nan
+        over = finite & ~np.isfinite(sums)
+        if over.any():  # add up scaled by the largest magnitude: the true sum's sign and size survive
+            sub = picked[over].astype(np.float64)
+            scale = np.abs(sub).max(axis=1)
+            with np.errstate(over="ignore"):
+                sums[over] = (sub / scale[:, None]).sum(axis=1) * scale
+    return np.clip(sums, -IMAGE_LIMIT, IMAGE_LIMIT)
 
 
 def _smooth(img: np.ndarray) -> np.ndarray:

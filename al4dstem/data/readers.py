@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -32,6 +34,8 @@ HDF5_EXTENSIONS = (".h5", ".hdf5", ".emd", ".py4dstem")
 IMPORT_EXTENSIONS = (".dm3", ".dm4", ".mib", ".raw")
 EXTENSIONS = (".npy", *HDF5_EXTENSIONS, *IMPORT_EXTENSIONS)
 EMPAD_FRAME_BYTES = 130 * 128 * 4  # 128 x 128 float32 pixels plus two rows of metadata
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz (zip) archive, with members or empty
 
 
 def open_dataset(source, dataset: str | None = None) -> Dataset:
@@ -55,6 +59,11 @@ def open_dataset(source, dataset: str | None = None) -> Dataset:
         raise Al4dstemError(f"{path}: --dataset only applies to HDF5 files ({', '.join(HDF5_EXTENSIONS)})")
     if path.is_dir():
         return _open_png_folder(path)
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):  # a FIFO would block the reader forever, a device has no shape
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or \
+            stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise Al4dstemError(f"{path}: is {kind}, not a data file")
     if path.stat().st_size == 0:
         raise Al4dstemError(f"{path}: empty file")
     if ext == ".npy":
@@ -88,13 +97,59 @@ def _from_datacube(cube, source: str, size_on_disk: int | None = None, fmt: str 
 
 
 def _open_npy(path: Path) -> Dataset:
+    """Memory-map a ``.npy`` file after checking its header against the file's size.
+
+    The header is read here rather than by ``np.load``: a forged or damaged header (an absurd
+    shape, a cut file, a ``.npz`` archive or pickled objects under a ``.npy`` name) becomes one
+    line naming the file, with no numpy overflow warning printed before it.
+    """
+    shape, fortran, dtype, offset = _npy_header(path)
+    if dtype.hasobject:
+        raise Al4dstemError(f"{path}: holds Python objects (pickled data), not numbers")
+    if dtype.kind not in "uif":
+        raise Al4dstemError(f"{path}: holds {dtype} values, not numbers")
+    if len(shape) != 4:
+        raise Al4dstemError(
+            f"{path}: expected a 4-D dataset (scan_rows, scan_cols, det_rows, det_cols), got shape {shape}"
+        )
+    if min(shape) < 0:
+        raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt (negative size in shape {shape})")
+    if min(shape) == 0:
+        raise Al4dstemError(f"{path}: empty dataset, shape {shape}")
+    need = math.prod(shape) * dtype.itemsize  # Python integers: an absurd shape cannot overflow
+    have = path.stat().st_size - offset
+    if need > have:
+        raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt (its header promises "
+                            f"{shape} {dtype}, {need:,} bytes, but {max(have, 0):,} bytes follow the header)")
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+        arr = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    except (ValueError, OSError) as e:
         raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt ({_first_line(e)})") from None
-    if arr.dtype.kind not in "uif":
-        raise Al4dstemError(f"{path}: holds {arr.dtype} values, not numbers")
     return Dataset(arr, str(path), "npy", path.stat().st_size)
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, data offset)`` from a ``.npy`` header, validated by numpy."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            start = f.read(len(NPY_MAGIC))
+            if start.startswith(ZIP_MAGICS):
+                raise Al4dstemError(f"{path}: is a .npz archive (zip), not a .npy array: save the 4-D array "
+                                    f"alone with numpy.save")
+            if start != NPY_MAGIC:
+                raise Al4dstemError(f"{path}: not a .npy file (no NUMPY header at the start)")
+            f.seek(0)
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = fmt.read_array_header_2_0(f)
+            else:  # 3.0 (utf-8 field names) has no public reader; numpy's own keeps its checks
+                shape, fortran, dtype = fmt._read_array_header(f, version)
+            return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype), f.tell()
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt ({_first_line(e)})") from None
 
 
 # ---------------------------------------------------------------- HDF5 and py4DSTEM native

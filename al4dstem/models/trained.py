@@ -45,6 +45,40 @@ def forward(net, x: np.ndarray, size) -> np.ndarray:
     return out
 
 
+def _check_weights(name: str, config: dict, weights: dict) -> None:
+    """The stored weights are exactly those of the network the config describes.
+
+    The network is first built on torch's "meta" device (shapes, no memory): a forged config
+    asking for billions of channels costs nothing, and a mismatch is named before any real
+    allocation.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            shell = build_network(name, **dict(config))
+    except Al4dstemError:
+        raise
+    except Exception as e:  # a constructor refusing forged arguments, whatever it raises
+        raise ValueError(f"network_config: {_first_line(e)}") from None
+    want = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in weights.items()}
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    if missing or extra:
+        raise ValueError(f"weights {'missing ' + missing[0] if missing else 'not of this network: ' + extra[0]}")
+    for k, shape in want.items():
+        if got[k] != shape:
+            raise ValueError(f"weights {k} have shape {got[k]}, the {name} network needs {shape}")
+        if not (weights[k].is_floating_point() or k.endswith("num_batches_tracked")):
+            raise ValueError(f"weights {k} are {weights[k].dtype}, not floating point")
+        if weights[k].is_floating_point() and not bool(torch.isfinite(weights[k]).all()):
+            raise ValueError(f"weights {k} hold NaN or inf")
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+
+
 class TrainedNetwork:
     """The network (eval mode), preprocessing and detector shape of one checkpoint file.
 
@@ -69,16 +103,12 @@ class TrainedNetwork:
                 raise Al4dstemError(f"the model's classes {payload['classes']} are not {list(CLASSES)}")
             if payload["network"] not in NETWORKS:
                 raise Al4dstemError(f"unknown network {payload['network']!r} (one of {', '.join(NETWORKS)})")
-            if len(payload["detector_shape"]) != 2:
-                raise Al4dstemError(f"detector shape {payload['detector_shape']} is not (rows, cols)")
-            prep = Preprocessing.from_dict(payload["preprocessing"])
-            shape = tuple(int(s) for s in payload["detector_shape"])
+            prep = Preprocessing.from_dict({k: v for k, v in payload["preprocessing"].items() if k != "n_threads"})
+            shape = tuple(payload["detector_shape"])
+            prep.cropped_shape(shape)  # the crop leaves part of the detector
+            _check_weights(payload["network"], payload["network_config"], payload["state_dict"])
             net = build_network(payload["network"], **dict(payload["network_config"]))
             net.load_state_dict(payload["state_dict"])
-            for key, kind in (("label_counts", dict), ("training", dict), ("history", list), ("versions", dict),
-                              ("params", dict)):
-                if not isinstance(payload.get(key, kind()), kind):
-                    raise TypeError(f"{key} is a {type(payload[key]).__name__}, not a {kind.__name__}")
         except Al4dstemError as e:
             raise Al4dstemError(f"{path}: {e}") from None
         except (TypeError, ValueError, KeyError, RuntimeError) as e:

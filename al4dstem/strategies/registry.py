@@ -79,9 +79,35 @@ def get_sampler(spec: str, **params) -> Sampler:
             )
         params = {k: v for k, v in params.items() if k in accepted}
     try:
-        return cls(**params)
+        sampler = cls(**params)
     except (TypeError, ValueError) as e:
         raise Al4dstemError(f"sampler {spec!r}: bad parameters ({e})") from None
+    except Exception as e:  # the sampler's own code failed: say so in one line, not a traceback
+        raise Al4dstemError(f"sampler {spec!r} failed to start ({type(e).__name__}: {_first_line(e)})") from None
+    if not hasattr(sampler, "needs_model"):  # duck-typed (README): a sampler that does not say needs no model
+        try:
+            sampler.needs_model = False
+        except (AttributeError, TypeError):  # __slots__ or a frozen class: wrap it instead
+            sampler = _DuckSampler(sampler)
+    return sampler
+
+
+class _DuckSampler:
+    """A duck-typed sampler that cannot take a ``needs_model`` attribute, seen as needing no model."""
+
+    needs_model = False
+
+    def __init__(self, sampler):
+        self._sampler = sampler
+
+    def query(self, context, n):
+        return self._sampler.query(context, n)
+
+    def __getattr__(self, name):
+        return getattr(self._sampler, name)
+
+    def __repr__(self) -> str:
+        return repr(self._sampler)
 
 
 def _import_class(spec: str) -> type:
@@ -90,8 +116,14 @@ def _import_class(spec: str) -> type:
         raise Al4dstemError(f"sampler {spec!r}: expected package.module:ClassName")
     try:
         module = importlib.import_module(module_name)
+    except SyntaxError as e:  # IndentationError too; name the file and line the user must fix
+        where = f"{e.filename}, line {e.lineno}" if e.filename else module_name
+        raise Al4dstemError(f"sampler {spec!r}: syntax error in {where}: {e.msg}") from None
     except ImportError as e:
         raise Al4dstemError(f"sampler {spec!r}: cannot import {module_name} ({e})") from None
+    except Exception as e:  # the module's own code failed while importing
+        raise Al4dstemError(f"sampler {spec!r}: importing {module_name} failed ({type(e).__name__}: "
+                            f"{_first_line(e)})") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -110,6 +142,10 @@ def _check_contract(cls, spec: str) -> None:
         )
     if inspect.isabstract(cls):
         raise Al4dstemError(f"sampler {spec!r} is abstract: it must implement query(context, n)")
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _init_parameters(cls) -> set[str] | None:
