@@ -238,6 +238,9 @@ def load_prediction(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    from al4dstem.data.readers import check_npy
+
+    check_npy(path)  # FIFOs, .npz archives and forged headers: one line, before numpy reads anything
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:

@@ -228,6 +228,10 @@ CASES = [
          setup=lambda d: _link(d, "null.csv", "/dev/null")),
     Case("L label file is a FIFO", [*TRAIN[:3], "@fifo.csv", "--out", "@q.pt"], ["fifo.csv", "FIFO"],
          setup=lambda d: _fifo(d, "fifo.csv")),
+    Case("C prediction is a FIFO", ["evaluate", "@fp.npy", "--truth", "@truth.csv"], ["fp.npy", "FIFO"],
+         setup=lambda d: _fifo(d, "fp.npy")),
+    Case("C prediction is a .npz", ["evaluate", "@z.npy", "--truth", "@truth.csv"], ["z.npy", ".npz"],
+         setup=_npz_named_npy),
     Case("L truth of another scan", ["evaluate", "@p.npy", "--truth", "@wide.csv"], ["wide.csv"],
          setup=lambda d: (d / "wide.csv").write_text("x,y,label\n" + "".join(f"{x},{y},none\n" for y in range(2)
                                                                              for x in range(30)))),

@@ -59,11 +59,7 @@ def open_dataset(source, dataset: str | None = None) -> Dataset:
         raise Al4dstemError(f"{path}: --dataset only applies to HDF5 files ({', '.join(HDF5_EXTENSIONS)})")
     if path.is_dir():
         return _open_png_folder(path)
-    mode = path.stat().st_mode
-    if not stat.S_ISREG(mode):  # a FIFO would block the reader forever, a device has no shape
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or \
-            stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
-        raise Al4dstemError(f"{path}: is {kind}, not a data file")
+    _check_regular(path)
     if path.stat().st_size == 0:
         raise Al4dstemError(f"{path}: empty file")
     if ext == ".npy":
@@ -97,35 +93,53 @@ def _from_datacube(cube, source: str, size_on_disk: int | None = None, fmt: str 
 
 
 def _open_npy(path: Path) -> Dataset:
-    """Memory-map a ``.npy`` file after checking its header against the file's size.
-
-    The header is read here rather than by ``np.load``: a forged or damaged header (an absurd
-    shape, a cut file, a ``.npz`` archive or pickled objects under a ``.npy`` name) becomes one
-    line naming the file, with no numpy overflow warning printed before it.
-    """
-    shape, fortran, dtype, offset = _npy_header(path)
-    if dtype.hasobject:
-        raise Al4dstemError(f"{path}: holds Python objects (pickled data), not numbers")
+    """Memory-map a ``.npy`` file after checking its header against the file (``check_npy``)."""
+    shape, fortran, dtype, offset = check_npy(path)
     if dtype.kind not in "uif":
         raise Al4dstemError(f"{path}: holds {dtype} values, not numbers")
     if len(shape) != 4:
         raise Al4dstemError(
             f"{path}: expected a 4-D dataset (scan_rows, scan_cols, det_rows, det_cols), got shape {shape}"
         )
-    if min(shape) < 0:
-        raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt (negative size in shape {shape})")
     if min(shape) == 0:
         raise Al4dstemError(f"{path}: empty dataset, shape {shape}")
-    need = math.prod(shape) * dtype.itemsize  # Python integers: an absurd shape cannot overflow
-    have = path.stat().st_size - offset
-    if need > have:
-        raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt (its header promises "
-                            f"{shape} {dtype}, {need:,} bytes, but {max(have, 0):,} bytes follow the header)")
     try:
         arr = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
     except (ValueError, OSError) as e:
         raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt ({_first_line(e)})") from None
     return Dataset(arr, str(path), "npy", path.stat().st_size)
+
+
+def check_npy(path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file, checked against the file.
+
+    The header is read here rather than by ``np.load``: a forged or damaged header (an absurd
+    shape, a cut file, a ``.npz`` archive or pickled objects under a ``.npy`` name, a FIFO that
+    would block the reader) becomes one line naming the file, with no numpy overflow warning
+    printed before it.
+    """
+    path = Path(path)
+    _check_regular(path)
+    shape, fortran, dtype, offset = _npy_header(path)
+    if dtype.hasobject:
+        raise Al4dstemError(f"{path}: holds Python objects (pickled data), not numbers")
+    if shape and min(shape) < 0:
+        raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt (negative size in shape {shape})")
+    need = math.prod(shape) * dtype.itemsize  # Python integers: an absurd shape cannot overflow
+    have = path.stat().st_size - offset
+    if need > have:
+        raise Al4dstemError(f"{path}: not a readable .npy file, truncated or corrupt (its header promises "
+                            f"{shape} {dtype}, {need:,} bytes, but {max(have, 0):,} bytes follow the header)")
+    return shape, fortran, dtype, offset
+
+
+def _check_regular(path: Path) -> None:
+    """A FIFO would block the reader forever, a device has no shape: only regular files are data."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or \
+            stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise Al4dstemError(f"{path}: is {kind}, not a data file")
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
@@ -135,8 +149,8 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
         with open(path, "rb") as f:
             start = f.read(len(NPY_MAGIC))
             if start.startswith(ZIP_MAGICS):
-                raise Al4dstemError(f"{path}: is a .npz archive (zip), not a .npy array: save the 4-D array "
-                                    f"alone with numpy.save")
+                raise Al4dstemError(f"{path}: is a .npz archive (zip), not a .npy array: save one array "
+                                    f"with numpy.save")
             if start != NPY_MAGIC:
                 raise Al4dstemError(f"{path}: not a .npy file (no NUMPY header at the start)")
             f.seek(0)
