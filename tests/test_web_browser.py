@@ -8,6 +8,7 @@ Needs Chromium and its driver (Debian packages ``chromium`` and ``chromium-drive
 ``selenium`` package; skipped with that reason where they are missing.
 """
 
+import json
 import os
 import shutil
 import statistics
@@ -104,7 +105,6 @@ def test_label_undo_reload_skip_and_finish_in_chromium(browser, tmp_path):
         wait_for(browser, lambda: shown_position(browser) == undone, "the retracted position, asked again")
         latencies = wait_for(browser, lambda: browser.execute_script(
             "return window.al4dstemLatencies.length >= 6 && window.al4dstemLatencies"), "the undo's latency")
-        print("\ntimings (ms):", browser.execute_script("return window.al4dstemTimings"))
 
         browser.refresh()  # the page keeps nothing: everything comes back from the server
         wait_for(browser, lambda: body_data(browser, "drawn") and shown_position(browser) == undone, "the reload")
@@ -134,6 +134,10 @@ def test_label_undo_reload_skip_and_finish_in_chromium(browser, tmp_path):
     assert code == 0, err
     assert f"5 of {BUDGET} labelled" in out and "1 skipped" in out
     assert answered(labels) == rows
+    if shots:
+        with open(os.path.join(shots, "latency.json"), "w") as f:
+            json.dump({"latencies_ms": latencies, "median_ms": statistics.median(latencies),
+                       "max_ms": max(latencies)}, f)
     print("\nlatencies (ms):", [round(v) for v in latencies])
     print(f"key press -> next pattern drawn, {len(latencies)} presses: median {statistics.median(latencies):.0f} ms, "
           f"max {max(latencies):.0f} ms")

@@ -134,6 +134,11 @@ def test_cross_origin_and_foreign_hosts_are_refused(running):
     ]
     assert [r.status for r in refused] == [403] * len(refused)
     assert unchanged(running.labels, before)
+    # a link to the page from elsewhere (a notebook) opens it; the page's own requests are same-origin
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    assert c.get(f"/?token={c.token}", token=None, headers=link).status == 200
+    assert c.get("/api/state", headers=link).status == 403
+    assert c.get(f"/static/app.js?token={c.token}", token=None, headers=link).status == 403
     # the server's own origin, under its loopback names, is fine
     assert c.get("/api/state", headers={"Origin": f"http://{c.netloc}"}).status == 200
     local = f"localhost:{port}"
@@ -494,3 +499,27 @@ def test_the_oracle_acknowledges_only_what_the_loop_recorded(scan, tmp_path):
             next(oracle.answers(session.next_round(), session))
         oracle.close()
         assert oracle.post(Posted("answer", 0, 0, 0)).result()[0] == 409
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::1"])
+def test_other_binds_answer_to_their_own_addresses_only(running, host):
+    if host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    server = LabelServer(running.session, host=host)
+    try:
+        url = server.start()
+    except Al4dstemError as e:
+        pytest.skip(f"cannot bind {host} here: {e}")
+    try:
+        c = Client(url)
+        port = server.port
+        base = "http://127.0.0.1" if host == "0.0.0.0" else "http://[::1]"
+        c.base = f"{base}:{port}"  # every request goes to this machine's loopback
+        own = ["127.0.0.1", "localhost", socket.gethostname().lower()] if host == "0.0.0.0" else ["[::1]", "localhost"]
+        for name in own:
+            assert c.get("/api/state", headers={"Host": f"{name}:{port}"}).status == 200, name
+        for name in ("evil.example", "127.0.0.1.nip.io"):
+            assert c.get("/api/state", headers={"Host": f"{name}:{port}"}).status == 403, name
+        assert (server.warning is None) == (host == "::1")
+    finally:
+        server.stop()

@@ -96,7 +96,10 @@ class LabelServer:
         port = sock.getsockname()[1]
         self.port = port
         self._allowed_hosts = _allowed_hosts(self.host, port)
-        name = f"[{self.host}]" if ":" in self.host else self.host
+        if self.host in ("0.0.0.0", "::"):
+            name = socket.gethostname().lower()  # all interfaces: the machine's name reaches it
+        else:
+            name = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
         self.url = f"http://{name}:{port}/?token={self.token}"
         config = uvicorn.Config(self.app(), log_level="warning", access_log=False, lifespan="off",
                                 log_config=None, timeout_graceful_shutdown=2, limit_concurrency=64)
@@ -383,9 +386,12 @@ class _Guard:
         origin = headers.get("origin")
         if origin is not None and origin.lower() != f"http://{host}":
             return _error(403, "forbidden: cross-origin request")
-        if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            return _error(403, "forbidden: cross-site request")
         path = scope.get("path", "")
+        # Opening the page from a link elsewhere (a notebook's) is fine: the URL's token is the key.
+        # Everything else comes from the page itself.
+        opening = path == "/" and scope.get("method") == "GET" and headers.get("sec-fetch-mode") == "navigate"
+        if not opening and headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return _error(403, "forbidden: cross-site request")
         if path.startswith("/api/"):
             given = headers.get(TOKEN_HEADER, "")
         else:
@@ -393,7 +399,9 @@ class _Guard:
         if not secrets.compare_digest(given.encode("utf-8", "replace"), self.server.token.encode()):
             return _error(403, "forbidden: missing or wrong token (open the URL the labeller printed)")
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        if length is not None and not length.isdigit():
+            return _error(400, "bad Content-Length")
+        if length is not None and int(length) > MAX_BODY:
             return _error(413, f"request body over {MAX_BODY} bytes")
         return None
 
