@@ -85,6 +85,13 @@ def _hdf5(path: Path, **datasets) -> None:
             f[name] = value
 
 
+def _sparse_hdf5(path: Path, shape) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:  # chunked and never written: a few KB on disk
+        f.create_dataset("data", shape=shape, dtype="u2", chunks=(1, 1, *shape[2:]))
+
+
 def _forged_model(d: Path, change) -> None:
     import torch
 
@@ -184,6 +191,8 @@ CASES = [
          setup=lambda d: _link(d, "n.npy", "/dev/null")),
     Case("C HDF5 without a 4-D dataset", ["info", "@flat.h5"], ["flat.h5", "no 4-D dataset"],
          setup=lambda d: _hdf5(d / "flat.h5", a=np.zeros((4, 4)), b=np.zeros((2, 3, 4)))),
+    Case("C HDF5 dataset of an absurd shape (stored sparse)", ["info", "@huge.h5"], ["huge.h5", "beyond"],
+         setup=lambda d: _sparse_hdf5(d / "huge.h5", (2**20, 2**20, 64, 64))),
     Case("C NaN patterns", ["info", "@nan.npy"], ["nan.npy", "NaN"],
          setup=lambda d: np.save(d / "nan.npy", np.where(np.arange(8)[:, None, None, None] == 3, np.nan,
                                                           np.load(d / "s.npy").astype(np.float32)))),

@@ -96,8 +96,13 @@ def predict(
     clf = TrainedNetwork.load(model)
     marks = as_arrays(read_labels(labels, ds.scan_shape)) if labels is not None else None
     t0 = time.perf_counter()
-    with patterns_bar("predicting", ds.n_positions) as progress:
-        probs, valid = predict_dataset(clf, ds, batch_size=batch_size, progress=progress, n_threads=threads)
+    try:
+        with patterns_bar("predicting", ds.n_positions) as progress:
+            probs, valid = predict_dataset(clf, ds, batch_size=batch_size, progress=progress, n_threads=threads)
+    except MemoryError:  # the map is scan-sized: a huge scan (or a forged shape) does not fit
+        rows, cols = ds.scan_shape
+        raise Al4dstemError(f"{ds.source}: the map of a {cols} x {rows} scan ({13 * rows * cols / 1e9:.1f} GB) "
+                            f"does not fit in memory") from None
     seconds = time.perf_counter() - t0
     paths = write_prediction(out_prefix, probs, valid, labels=marks, figure=figure)
     n_bad = int((~valid).sum())

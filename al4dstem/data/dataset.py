@@ -19,6 +19,10 @@ Progress = Callable[[int, int], None]  # (patterns done, patterns in total)
 # Virtual-image values are kept within half the largest float64, so the difference of any two (a
 # display stretch) stays finite: finite data, however extreme, never shows as NaN/inf.
 IMAGE_LIMIT = float(np.finfo(np.float64).max) / 2
+# Shapes beyond any 4D-STEM scan: a forged header (an HDF5 dataset declared 2**20 x 2**20, stored
+# sparse) is refused up front instead of failing to allocate a scan-sized image later.
+MAX_POSITIONS = 1 << 32
+MAX_PATTERN_PIXELS = 1 << 26  # 8192 x 8192
 
 
 @dataclass
@@ -66,6 +70,9 @@ class Dataset:
             )
         if min(shape) < 1:
             raise Al4dstemError(f"{source}: empty dataset, shape {shape}")
+        if shape[0] * shape[1] > MAX_POSITIONS or shape[2] * shape[3] > MAX_PATTERN_PIXELS:
+            raise Al4dstemError(f"{source}: shape {shape} is beyond any 4D-STEM scan (at most {MAX_POSITIONS:,} "
+                                f"positions of at most {MAX_PATTERN_PIXELS:,} pixels): a damaged or forged header?")
         if np.dtype(array.dtype).kind not in "uif":
             raise Al4dstemError(f"{source}: holds {array.dtype} values, not numbers")
         self.array = array
@@ -198,7 +205,12 @@ class Dataset:
                progress: Progress | None = None) -> Survey:
         """One streaming pass: the virtual image and the non-finite patterns together."""
         mask = self.detector_mask(kind, radius)
-        image = np.zeros(self.scan_shape, dtype=np.float64)
+        try:
+            image = np.zeros(self.scan_shape, dtype=np.float64)
+        except MemoryError:
+            rows, cols = self.scan_shape
+            raise Al4dstemError(f"{self.source}: the virtual image of a {cols} x {rows} scan needs "
+                                f"{8 * rows * cols / 1e9:.1f} GB, more memory than there is") from None
         bad = []
         check = self.dtype.kind == "f"
         for b in self._stream(batch_size, progress):
