@@ -96,6 +96,7 @@ class LabellingSession:
         # a model that arrives fitted is refitted only once this run changes the labels
         self._fitted_at = 0 if model is not None and hasattr(model, "classes_") else None
         self._fit_thread: threading.Thread | None = None
+        self.model_version = 0  # grows after every completed fit (views cache predictions by it)
         self._fit_error: Exception | None = None
 
     # ------------------------------------------------------------ what the views read
@@ -343,6 +344,7 @@ class LabellingSession:
             self._fit_thread.start()
         else:
             _fit(self.model, labels, self.sampler)
+            self.model_version += 1
 
     def _fit_in_background(self, labels) -> None:
         try:
@@ -350,6 +352,8 @@ class LabellingSession:
         except Exception as e:  # reported at the next round, in the session's thread
             self._fit_error = e
         with self.lock:
+            if self._fit_error is None:
+                self.model_version += 1
             self._changed()
 
 
