@@ -166,6 +166,11 @@ CASES = [
          ["--labels", "--plot"]),
     Case("A label --labels = data", [*LABEL, "--labels", "@s.npy"], ["--labels", "data file"]),
     Case("A label --labels = truth", [*LABEL, "--labels", "@truth.csv"], ["--labels", "--truth"]),
+    Case("A label --labels = model", [*LABEL, "--model", "@m.pt", "--labels", "@m.pt"], ["--labels", "--model"]),
+    Case("A label --plot = data", [*LABEL, "--labels", "@new.csv", "--plot", "@s.npy"], ["--plot", "data file"]),
+    Case("A label --plot = truth", [*LABEL, "--labels", "@new.csv", "--plot", "@truth.csv"], ["--plot", "--truth"]),
+    Case("A label --plot = model", [*LABEL, "--model", "@m.pt", "--labels", "@new.csv", "--plot", "@m.pt"],
+         ["--plot", "--model"]),
     # B: nothing to report is an error, not "accuracy nan" with exit 0
     Case("B evaluate truth without labels", ["evaluate", "@p.npy", "--truth", "@empty.csv"], ["empty.csv", "nothing"],
          setup=lambda d: (d / "empty.csv").write_text("x,y,label\n")),
