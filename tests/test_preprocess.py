@@ -209,3 +209,16 @@ def test_out_buffer_is_filled_and_returned():
     for bad in (np.empty((5, 16, 16), np.float32), np.empty((6, 16, 16)), np.empty((6, 16, 32), np.float32)[..., ::2]):
         with pytest.raises(ValueError, match="out must be"):
             p(raw, out=bad)
+
+
+def test_finite_counts_beyond_float32_stay_finite_without_warnings():
+    """1e300 is a finite (if absurd) count: it must not overflow to inf in the float32 input
+    (which would mark the pattern invalid) nor print numpy's overflow warnings."""
+    import warnings
+
+    raw = np.random.default_rng(0).poisson(3, (3, 32, 32)).astype(np.float64)
+    raw[1] *= 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = Preprocessing(size=16)(raw)
+    assert np.isfinite(out).all() and out[1].max() == pytest.approx(1.0)

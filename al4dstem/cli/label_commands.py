@@ -39,8 +39,11 @@ def label(
     """Label patterns chosen by a sampler: at the terminal (one key each), in a browser page, or from --truth."""
     import sys
 
+    from al4dstem.cli.checks import check_seed
     from al4dstem.labeller import label as run_label
     from al4dstem.paths import check_outputs
+
+    check_seed(seed)
 
     reads = {"data file": data, "--truth": truth, "--model": model}
     check_outputs(writes={"--labels": labels, "--plot": plot}, reads=reads)

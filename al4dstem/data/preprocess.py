@@ -142,7 +142,11 @@ class Preprocessing:
         if counts is not None:
             peaks = _lookup(counts, self.scaling, out)
         else:
-            out[:] = _bin_float(raw, binning)
+            binned = _bin_float(raw, binning)
+            big = np.finfo(np.float32).max
+            if binned.size and np.abs(binned).max() > big:  # finite counts beyond float32 (1e300): clip, don't overflow
+                binned = np.clip(binned, -big, big)
+            out[:] = binned
             _scale_float(out, self.scaling)
             peaks = None
         _normalise(out, self.normalise, peaks)
