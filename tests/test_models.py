@@ -22,7 +22,16 @@ from al4dstem.data import Preprocessing, open_dataset
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES
 from al4dstem.models import CNNClassifier, checkpoint
-from al4dstem.models.augment import SWAP, Augmenter, Finish, d4_views, rotate90, transform
+from al4dstem.models.augment import (
+    ROTATIONS,
+    SWAP,
+    Augmenter,
+    Finish,
+    d4_views,
+    rotate90,
+    symmetric_views,
+    transform,
+)
 from al4dstem.models.classifier import torch_threads
 from al4dstem.models.networks import (
     PaperNet,
@@ -513,7 +522,7 @@ def test_the_best_validation_loss_weights_are_kept():
     # the network holds the best weights (a copy taken then, not wrecked since): its validation loss is the best
     _, val = stratified_split(y, 0)
     xt = torch.from_numpy(_binned(y))[:, None]
-    x_val, y_val = d4_views(Finish()(xt[val]), torch.from_numpy(y[val]))
+    x_val, y_val = symmetric_views(Finish()(xt[val]), torch.from_numpy(y[val]), ROTATIONS)
     loss, acc = evaluate(net, x_val, y_val, torch.nn.CrossEntropyLoss())
     assert loss == pytest.approx(res.best_val_loss, rel=1e-5) and acc == pytest.approx(res.best_val_accuracy)
     assert loss < losses[-1] / 2
@@ -559,7 +568,8 @@ def test_init_stores_parameters_only_and_clone_works():
     params = clf.get_params()
     assert params["network"] == "no-such-net" and params["epochs"] == -3 and params["preprocessing"] is prep
     assert set(params) == {"network", "preprocessing", "dataset", "epochs", "batch_size", "lr", "weight_decay",
-                           "patience", "augment", "class_weight", "n_threads", "random_state", "verbose"}
+                           "patience", "augment", "class_weight", "n_threads", "random_state", "verbose",
+                           "symmetries", "calibrate", "cv"}
     assert not any(k.endswith("_") and not k.startswith("__") for k in vars(clf))  # nothing learned yet
     assert clf.set_params(network="paper", epochs=7) is clf
     assert clf.network == "paper" and clf.epochs == 7

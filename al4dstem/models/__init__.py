@@ -1,4 +1,5 @@
-"""Models: networks, physics-aware augmentation, training, and the ``CNNClassifier`` wrapper.
+"""Models: networks, baselines, physics-aware augmentation, training, calibration, model selection, and
+the ``CNNClassifier`` wrapper (every model: ``network=`` default, paper, ghost, softmax, pca-knn or auto).
 
 The names below are imported on first use (PEP 562), so that light submodules such as
 ``al4dstem.models.checkpoint`` can be imported without torch; using any of them imports torch.
@@ -10,6 +11,9 @@ _EXPORTS = {
     "CNNClassifier": "al4dstem.models.classifier",
     "default_preprocessing": "al4dstem.models.classifier",
     "NETWORKS": "al4dstem.models.networks",
+    "CHOICES": "al4dstem.models.networks",
+    "expected_calibration_error": "al4dstem.models.calibration",
+    "selection_table": "al4dstem.models.selection",
     "build_network": "al4dstem.models.networks",
 }
 

@@ -4,14 +4,22 @@ Augmentation works on binned counts (linear intensity, before log scaling), wher
 is linear; ``Finish`` then applies the model's scaling and normalisation. Labels travel as
 class probabilities ``(n, 3)``.
 
-Symmetry. The detector's row axis is ky and its column axis kx; horizontal polarization puts
-ghost disks along kx, vertical along ky. Of the eight symmetries of the square (D4), the
-mirror flips and the 180-degree rotation keep every class; the 90-degree rotations and the
-two transposes exchange kx and ky, and with them vertical and horizontal (``SWAP``).
+Symmetry. The classes follow the crystal axes, not the detector's. A symmetry of the
+detector square (D4) is a valid augmentation only if it maps the scan's lattice onto itself:
+then it either keeps each crystal axis (classes kept) or exchanges them (vertical and
+horizontal swapped, ``SWAP``). The four rotations by multiples of 90 degrees always do, at any
+lattice angle (odd quarter turns swap). A mirror maps a lattice at angle t to -t (or 90 - t),
+which is the same lattice only when t is a multiple of 45 degrees: for a lattice at 31 degrees
+a mirror flip makes patterns that never occur in the scan, and with the old "transposes swap,
+flips keep" rule it gives them the wrong class wherever the lattice is near 45 degrees. This
+was the cause of the collapse on rotated faint scans (issue 12). ``lattice_symmetries(angle)``
+returns the valid group, each element with its label rule.
 
-Walls. A pattern at a domain wall is the intensity-weighted mix of its neighbours' patterns,
-and its class is the larger share. Mixing two training patterns with weight ``w`` and their
-labels with the same weight teaches exactly that rule, which few labels near walls cannot.
+Walls. A pattern at a domain wall is the intensity-weighted mix of its neighbours' patterns.
+Mixing two training patterns with weight ``w`` mixes their labels with the same weight, then
+applies the wall rule (DESIGN.md section 4): a vertical + horizontal mix whose minor share is at
+least ``WALL_SHARE`` (about a third) is a wall, class none; a majority mix keeps the majority
+class. Mixes with none keep their soft label (the ghosts of one class, weaker).
 
 Dose. Counts are scaled by a factor drawn log-uniformly (a thicker or thinner region, a
 different beam current) and, for count data, Poisson-resampled (shot noise of a lower dose).
@@ -30,6 +38,78 @@ import torch
 
 #: Class map of a symmetry exchanging the detector axes: none, vertical, horizontal -> none, horizontal, vertical.
 SWAP = np.array([0, 2, 1])
+#: A vertical + horizontal mix whose minor share is at least this is a wall (class none).
+WALL_SHARE = 1 / 3
+#: Largest mismatch, degrees, between a lattice and its mirror image for the mirror to count as a symmetry.
+#: At 3 degrees a ghost disk two lattice spacings out moves by ~0.1 spacing, less than a disk radius.
+MIRROR_TOLERANCE = 3.0
+
+
+@dataclass(frozen=True)
+class Symmetry:
+    """One element of D4: transpose, then flip rows and/or columns; ``swap`` exchanges vertical and horizontal."""
+
+    transpose: bool
+    flip_rows: bool
+    flip_cols: bool
+    swap: bool
+
+    def matrix(self) -> np.ndarray:
+        """Its action on detector vectors ``(x, y)`` (x = column, y = row)."""
+        m = np.array([[0.0, 1.0], [1.0, 0.0]]) if self.transpose else np.eye(2)
+        return np.diag([-1.0 if self.flip_cols else 1.0, -1.0 if self.flip_rows else 1.0]) @ m
+
+
+def _elements():
+    return [(t, fr, fc) for t in (False, True) for fr in (False, True) for fc in (False, True)]
+
+
+#: The eight symmetries with the label rule of a lattice aligned with the detector axes.
+D4 = tuple(Symmetry(t, fr, fc, swap=t) for t, fr, fc in _elements())
+#: The four rotations (identity, 90, 180, 270 degrees): valid for a lattice at any angle.
+ROTATIONS = tuple(s for s in D4 if np.linalg.det(s.matrix()) > 0)
+
+
+def _axis_distance(a: float, b: float) -> float:
+    """Angle between two undirected axes, degrees in [0, 90]."""
+    d = (a - b) % 180.0
+    return min(d, 180.0 - d)
+
+
+def lattice_symmetries(angle: float | None, tolerance: float = MIRROR_TOLERANCE) -> tuple[Symmetry, ...]:
+    """The symmetries of D4 that map a square lattice at ``angle`` degrees onto itself, with their label rule.
+
+    None (angle unknown): the four rotations, valid at any angle. An aligned lattice (0 degrees)
+    gets all eight with the axis-aligned rule; one at 45 degrees all eight with the mirrors'
+    rule reversed (a transpose keeps its axes, a flip exchanges them); any other angle only
+    the rotations.
+    """
+    if angle is None or not np.isfinite(angle):
+        return ROTATIONS
+    g1 = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+    out = []
+    for t, fr, fc in _elements():
+        image = Symmetry(t, fr, fc, False).matrix() @ g1
+        phi = float(np.degrees(np.arctan2(image[1], image[0])))
+        if _axis_distance(phi, angle) <= tolerance:
+            out.append(Symmetry(t, fr, fc, swap=False))
+        elif _axis_distance(phi, angle + 90.0) <= tolerance:
+            out.append(Symmetry(t, fr, fc, swap=True))
+    return tuple(out)
+
+
+def apply(x: torch.Tensor, t: torch.Tensor, symmetry: Symmetry):
+    """Apply one ``Symmetry`` to patterns ``(n, ..., rows, cols)`` and map their labels (indices or probabilities)."""
+    x, _ = transform(x, t[:0], symmetry.transpose, symmetry.flip_rows, symmetry.flip_cols)
+    if symmetry.swap:
+        t = torch.as_tensor(SWAP)[t] if t.dim() == 1 else t[:, SWAP]
+    return x, t
+
+
+def symmetric_views(x: torch.Tensor, y: torch.Tensor, symmetries=D4):
+    """Every view of a batch under ``symmetries``, concatenated (``len(symmetries) * n`` patterns and labels)."""
+    views = [apply(x, y, s) for s in symmetries]
+    return torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views])
 
 
 def transform(x: torch.Tensor, t: torch.Tensor, transpose: bool, flip_rows: bool, flip_cols: bool):
@@ -57,9 +137,32 @@ def rotate90(x: torch.Tensor, y: torch.Tensor, k: int = 1):
 
 
 def d4_views(x: torch.Tensor, y: torch.Tensor):
-    """All eight symmetric views of a batch, concatenated (``8n`` patterns and labels)."""
-    views = [transform(x, y, t, fr, fc) for t in (False, True) for fr in (False, True) for fc in (False, True)]
-    return torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views])
+    """All eight symmetric views of a batch for a lattice aligned with the detector (``8n`` patterns and labels)."""
+    return symmetric_views(x, y, D4)
+
+
+def wall_labels(t: torch.Tensor, share: float = WALL_SHARE) -> torch.Tensor:
+    """The wall rule on mixed class probabilities ``(n, 3)``.
+
+    Where vertical and horizontal both hold weight and the smaller is at least ``share`` of
+    their sum, their weight goes to none (a wall); otherwise the smaller one's weight goes to
+    the larger (a majority mix keeps its class). Rows with at most one in-plane class are kept.
+    """
+    v, h = t[:, 1], t[:, 2]
+    both = (v > 0) & (h > 0)
+    minor = torch.minimum(v, h) / torch.clamp(v + h, min=1e-12)
+    wall = both & (minor >= share - 1e-6)
+    out = t.clone()
+    out[wall, 0] = t[wall, 0] + v[wall] + h[wall]
+    out[wall, 1:] = 0
+    keep = both & ~wall
+    vertical_wins = keep & (v >= h)
+    out[vertical_wins, 1] = v[vertical_wins] + h[vertical_wins]
+    out[vertical_wins, 2] = 0
+    horizontal_wins = keep & (h > v)
+    out[horizontal_wins, 2] = v[horizontal_wins] + h[horizontal_wins]
+    out[horizontal_wins, 1] = 0
+    return out
 
 
 @dataclass(frozen=True)
@@ -95,14 +198,18 @@ class Augmenter:
 
     Parameters
     ----------
-    symmetry : a random D4 symmetry per pattern (labels mapped).
-    mix : share of patterns mixed with another pattern of the batch (weight uniform in 0..1).
+    symmetry : a random symmetry per pattern (labels mapped).
+    group : the symmetries to draw from, each with its label rule (``lattice_symmetries`` of the
+        scan's lattice angle); None: the four rotations, valid at any lattice angle.
+    mix : share of patterns mixed with another pattern of the batch (weight uniform in 0..1;
+        labels mixed alike, then the wall rule ``wall_labels``).
     dose : range of the intensity factor (drawn log-uniformly).
     resample : share of count patterns Poisson-resampled at the new dose.
     shift : largest shift along each axis, as a fraction of the pattern side.
     """
 
     symmetry: bool = True
+    group: tuple[Symmetry, ...] | None = None
     mix: float = 0.5
     dose: tuple[float, float] = (0.5, 2.0)
     resample: float = 0.5
@@ -121,8 +228,9 @@ class Augmenter:
         return self._dose(x, rng, counts), t
 
     def _symmetry(self, x, t, rng):
-        choice = rng.integers(0, 2, size=(len(x), 3)).astype(bool)
-        views = [transform(x[i:i + 1], t[i:i + 1], *choice[i]) for i in range(len(x))]
+        group = ROTATIONS if self.group is None else tuple(self.group)
+        choice = rng.integers(0, len(group), size=len(x))
+        views = [apply(x[i:i + 1], t[i:i + 1], group[int(choice[i])]) for i in range(len(x))]
         return torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views])
 
     def _mix(self, x, t, rng):
@@ -133,7 +241,7 @@ class Augmenter:
         w = torch.from_numpy(w.astype(np.float32))
         p = torch.from_numpy(partner)
         wx = w.view((n,) + (1,) * (x.dim() - 1))
-        return wx * x + (1 - wx) * x[p], w[:, None] * t + (1 - w[:, None]) * t[p]
+        return wx * x + (1 - wx) * x[p], wall_labels(w[:, None] * t + (1 - w[:, None]) * t[p])
 
     def _shift(self, x, rng):
         most = int(round(self.shift * x.shape[-1]))

@@ -1,9 +1,18 @@
-"""``CNNClassifier``: the CNN behind the scikit-learn-style ``Model`` contract.
+"""``CNNClassifier``: every model (the CNNs and the baselines) behind the scikit-learn-style ``Model`` contract.
 
 ``X`` is either scan positions ``(n, 2)`` as (x, y), whose patterns are read lazily from the
 classifier's ``dataset``, or raw patterns ``(n, det_rows, det_cols)``. Either way patterns are
 read once and preprocessed once per call, in chunks, so memory stays bounded. modAL's query
 functions and ``ActiveLearner`` drive it like any scikit-learn classifier.
+
+``network`` picks the model: the CNNs ``default`` and ``paper``, the baselines ``ghost``,
+``softmax`` and ``pca-knn`` (``al4dstem.models.baselines``), or ``auto``: all of them scored by
+cross-validation on the labels, the best kept (``al4dstem.models.selection``). Every one is a
+torch module in the same checkpoint format. Before training, the scan's lattice is found from
+its mean pattern (``al4dstem.models.features``): its angle decides which detector symmetries
+are valid augmentations, its ghost positions give the ghost model its features. After
+training, a temperature fitted on held-out labels calibrates the probabilities
+(``al4dstem.models.calibration``).
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ import contextlib
 import dataclasses
 import sys
 import time
+import warnings
+import weakref
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -24,22 +35,34 @@ from al4dstem.labels import CLASSES
 from al4dstem.models import checkpoint
 from al4dstem.models.augment import Finish
 from al4dstem.models.networks import (
+    CHOICES,
+    CNN_NETWORKS,
     INPUT_SIZES,
     LEARNING_RATES,
-    NETWORKS,
     build_network,
     inference_network,
     network_config,
+    set_temperature,
 )
 from al4dstem.models.trained import TrainedNetwork, check_detector, forward
-from al4dstem.models.training import Progress, TrainConfig, check_labels, train_network
+from al4dstem.models.training import (
+    CollapseWarning,
+    Progress,
+    TrainConfig,
+    check_labels,
+    collapse_message,
+    train_network,
+)
 
 CHUNK = 256  # patterns read and preprocessed at a time (bounded memory for any number of positions)
 N_CLASSES = len(CLASSES)
 # hyper-parameters a checkpoint keeps (dataset and preprocessing are stored their own way)
 # (run-time settings such as verbose and n_threads belong to the machine and run, not the model)
 _STORED_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "augment", "class_weight",
-                  "random_state")
+                  "random_state", "symmetries", "calibrate", "cv")
+SYMMETRY_CHOICES = ("lattice", "rotations", "aligned")
+HELDOUT_FOLDS = 5  # folds of the baselines' own cross-validation (held-out logits for the temperature)
+_LATTICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # dataset -> (mean pattern, lattice)
 
 
 def default_preprocessing(network: str, detector_shape) -> Preprocessing:
@@ -51,6 +74,10 @@ def default_preprocessing(network: str, detector_shape) -> Preprocessing:
     ~4.6 pixels and a ghost disk ~2 pixels across: resolved (``benchmarks/bench_accuracy.py
     --size`` compares input sizes).
     """
+    if network == "ghost":
+        from al4dstem.models.features import ghost_preprocessing
+
+        return ghost_preprocessing(detector_shape)
     size = INPUT_SIZES.get(network, 64)
     smallest = int(min(detector_shape))
     if smallest < size:
@@ -81,11 +108,15 @@ def _describe(positions: np.ndarray, limit: int = 5) -> str:
 
 
 class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
-    """A small CNN classifying diffraction patterns into none / vertical / horizontal.
+    """A classifier of diffraction patterns into none / vertical / horizontal: a small CNN or a baseline.
 
     Parameters
     ----------
-    network : "default" (fast, few parameters) or "paper" (the paper's network).
+    network : "default" (fast CNN, few parameters), "paper" (the paper's CNN), "ghost" (logistic
+        regression on ghost / Bragg intensities at the lattice's ghost positions), "softmax"
+        (softmax regression on 32 x 32 log patterns), "pca-knn" (PCA + k nearest neighbours), or
+        "auto" (all of them cross-validated on the labels; the best is kept, every score is in
+        ``summary_["selection"]``).
     preprocessing : a ``Preprocessing``; None picks the network's own for the detector.
     dataset : where positions are read from (a ``Dataset`` or anything ``open_dataset`` takes).
     epochs : most epochs; None scales with the label count (100 for 50 labels, 50 for 500).
@@ -100,14 +131,22 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     n_threads : torch threads while fitting and predicting (None: leave torch's setting).
     random_state : seed of the initial weights, the split, the shuffling and the augmentation.
     verbose : print one line per epoch to stderr.
+    symmetries : which detector symmetries augmentation may use: "lattice" (those that map the
+        scan's lattice onto itself: the 90-degree rotations always, mirrors only for a lattice
+        aligned with the detector or at 45 degrees), "rotations", or "aligned" (all eight, as for
+        a lattice along the detector axes: wrong for a rotated lattice).
+    calibrate : fit a temperature on held-out labels (the probabilities become calibrated).
+    cv : folds of the cross-validation that ``network="auto"`` scores the models by.
 
-    Learned: ``network_`` (eval mode), ``preprocessing_``, ``detector_shape_``, ``classes_``
-    (always 0, 1, 2), ``history_`` (one dict per epoch), ``summary_`` (training summary).
+    Learned: ``network_`` (eval mode), ``network_name_`` (which network: with "auto", the kept
+    one), ``preprocessing_``, ``detector_shape_``, ``classes_`` (always 0, 1, 2), ``history_``
+    (one dict per epoch), ``summary_`` (training summary: selection scores, calibration,
+    lattice, warnings).
     """
 
     def __init__(self, network="default", preprocessing=None, dataset=None, epochs=None, batch_size=32,
                  lr=None, weight_decay=2e-3, patience=None, augment=True, class_weight="balanced",
-                 n_threads=None, random_state=0, verbose=False):
+                 n_threads=None, random_state=0, verbose=False, symmetries="lattice", calibrate=True, cv=3):
         self.network = network
         self.preprocessing = preprocessing
         self.dataset = dataset
@@ -121,25 +160,35 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
+        self.symmetries = symmetries
+        self.calibrate = calibrate
+        self.cv = cv
 
     # ------------------------------------------------------------------ set-up
     def initialize(self, detector_shape) -> CNNClassifier:
-        """Build ``network_``, ``preprocessing_`` and ``detector_shape_`` with untrained weights."""
+        """Build ``network_``, ``preprocessing_`` and ``detector_shape_`` with untrained weights.
+
+        ("auto" builds the default CNN until ``fit`` has chosen; a baseline's weights are zero.)
+        """
         import torch
 
-        if self.network not in NETWORKS:
-            raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(NETWORKS)})")
+        if self.network not in CHOICES:
+            raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(CHOICES)})")
+        if self.symmetries not in SYMMETRY_CHOICES:
+            raise Al4dstemError(f"unknown symmetries {self.symmetries!r} (one of {', '.join(SYMMETRY_CHOICES)})")
+        name = "default" if self.network == "auto" else self.network
         self.detector_shape_ = tuple(int(s) for s in detector_shape)
         if len(self.detector_shape_) != 2 or min(self.detector_shape_) < 1:
             raise Al4dstemError(f"detector shape must be (rows, cols), got {detector_shape}")
         prep = self.preprocessing
         if isinstance(prep, dict):
             prep = Preprocessing.from_dict(prep)
-        self.preprocessing_ = prep if prep is not None else default_preprocessing(self.network, self.detector_shape_)
+        self.preprocessing_ = prep if prep is not None else default_preprocessing(name, self.detector_shape_)
         prep_size = self.preprocessing_.output_shape[0]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state or 0))
-            self.network_ = build_network(self.network, prep_size).eval()
+            self.network_ = build_network(name, prep_size).eval()
+        self.network_name_ = name
         self.classes_ = np.arange(N_CLASSES)
         self.history_ = []
         self.summary_ = {}
@@ -206,7 +255,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     def fit(self, X, y, progress: Progress | None = None) -> CNNClassifier:
         """Train on positions or patterns ``X`` with classes ``y`` (0 none, 1 vertical, 2 horizontal).
 
-        ``progress(epoch, max_epochs, record)`` is called after every epoch.
+        ``progress(step, steps, record)`` is called after every epoch (and, with "auto", after every
+        fold; ``record["stage"]`` then says what runs).
         """
         start = time.perf_counter()
         y = np.asarray(y).reshape(-1)
@@ -216,35 +266,160 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         if len(arr) != len(y):
             raise Al4dstemError(f"{len(arr)} {kind} but {len(y)} labels")
         check_labels(y)
+        if self.network not in CHOICES:
+            raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(CHOICES)})")
         shape = self._dataset().detector_shape if kind == "positions" else arr.shape[1:]
         learned = {k: v for k, v in vars(self).items() if k.endswith("_") or k == "_fast"}
         try:
-            self.initialize(shape)
-            x, counts = self._read_training_patterns(X)
-            result = self._train(x, y, counts, progress)
+            with torch_threads(self.n_threads):
+                if self.network == "auto":
+                    from al4dstem.models.selection import fit_auto
+
+                    fit_auto(self, X, y, shape, progress)
+                else:
+                    self.initialize(shape)
+                    mean, lattice = self.scan_lattice(X)
+                    x, counts = self._read_training_patterns(X)
+                    self._fit_arrays(x, y, counts, mean, lattice, progress, calibrate=bool(self.calibrate))
         except BaseException:
             self._restore(learned)  # a refused or interrupted fit leaves a trained model as it was
             raise
         counts = np.bincount(y, minlength=N_CLASSES)
         self.label_counts_ = {name: int(c) for name, c in zip(CLASSES, counts, strict=True)}
-        self.history_ = result.history
-        self.summary_ = {**result.summary(), "n_labels": int(len(y)), "label_counts": self.label_counts_,
-                         "seconds": time.perf_counter() - start}
+        self.summary_ = {**self.summary_, "network": self.network_name_, "n_labels": int(len(y)),
+                         "label_counts": self.label_counts_, "seconds": time.perf_counter() - start}
+        for message in self.summary_.get("warnings", []):
+            warnings.warn(message, CollapseWarning, stacklevel=2)
         self._fast = None
         return self
 
-    def _train(self, x: np.ndarray, y: np.ndarray, counts: bool, progress: Progress | None):
+    # ------------------------------------------------------------------ the lattice
+    def scan_lattice(self, X):
+        """``(mean raw pattern, Lattice or None)`` of the scan ``X`` comes from (its dataset's mean
+        pattern for positions, cached per dataset; the batch's mean for patterns)."""
+        from al4dstem.models.features import find_scan_lattice, mean_raw_pattern
+
+        kind, arr = self._kind(X)
+        if kind == "positions":
+            ds = self._dataset()
+            try:
+                cached = _LATTICES.get(ds)
+            except TypeError:
+                cached = None
+            if cached is None:
+                mean = mean_raw_pattern(ds)
+                cached = (mean, find_scan_lattice(mean))
+                with contextlib.suppress(TypeError):
+                    _LATTICES[ds] = cached
+            return cached
+        mean = mean_raw_pattern(arr)
+        return mean, find_scan_lattice(mean)
+
+    def _symmetry_group(self, lattice):
+        from al4dstem.models.augment import D4, ROTATIONS, lattice_symmetries
+
+        if self.symmetries == "rotations":
+            return ROTATIONS
+        if self.symmetries == "aligned":
+            return D4
+        return lattice_symmetries(None if lattice is None else lattice.rotation)
+
+    # ------------------------------------------------------------------ training
+    def _fit_arrays(self, x: np.ndarray, y: np.ndarray, counts: bool, mean, lattice,
+                    progress: Progress | None = None, calibrate: bool = True) -> None:
+        """Fit ``network_`` (already initialised) on binned linear patterns ``x``; sets ``history_`` and
+        ``summary_``. ``calibrate``: fit the temperature on held-out logits."""
+        from al4dstem.models.features import lattice_dict
+
+        group = self._symmetry_group(lattice)
+        info = {"lattice": lattice_dict(lattice), "n_symmetries": len(group)}
+        if self.network_name_ in CNN_NETWORKS:
+            result, heldout = self._train(x, y, counts, progress, group)
+            self.history_ = result.history
+            self.summary_ = {**result.summary(), **info}
+        else:
+            heldout = self._fit_baseline(x, y, mean, lattice, group, calibrate)
+            self.history_ = []
+            self.summary_ = {**info, "warnings": []}
+            message = collapse_message(self.predict_binned(x).argmax(1), y)
+            if message is not None:
+                self.summary_["warnings"].append(message)
+        if calibrate and heldout is not None:
+            self.set_calibration(*heldout)
+
+    def set_calibration(self, logits: np.ndarray, y: np.ndarray) -> dict:
+        """Fit the temperature on held-out ``logits`` (at temperature 1) and classes ``y``; records the
+        ECE before and after in ``summary_["calibration"]``."""
+        from al4dstem.models.calibration import calibration_report, fit_temperature
+
+        t = fit_temperature(logits, y)
+        set_temperature(self.network_, t)
+        self._fast = None
+        report = calibration_report(logits, y, t)
+        self.summary_ = {**getattr(self, "summary_", {}), "calibration": report}
+        return report
+
+    def _train(self, x: np.ndarray, y: np.ndarray, counts: bool, progress: Progress | None, group):
         import torch
 
-        lr = LEARNING_RATES[self.network] if self.lr is None else float(self.lr)
+        lr = LEARNING_RATES[self.network_name_] if self.lr is None else float(self.lr)
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=lr,
                              weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
-                             class_weight=self.class_weight, seed=int(self.random_state or 0))
+                             class_weight=self.class_weight, seed=int(self.random_state or 0), symmetries=group)
         log = (lambda line: print(line, file=sys.stderr)) if self.verbose else None
-        with torch_threads(self.n_threads), torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", CollapseWarning)  # fit warns once, for whichever model is kept
             torch.manual_seed(int(self.random_state or 0))
-            finish = Finish(self.preprocessing_.scaling, self.preprocessing_.normalise)
-            return train_network(self.network_, x, y, config, finish, counts=counts, progress=progress, log=log)
+            finish = self._finish()
+            result = train_network(self.network_, x, y, config, finish, counts=counts, progress=progress, log=log)
+        return result, result.heldout
+
+    def _finish(self) -> Finish:
+        return Finish(self.preprocessing_.scaling, self.preprocessing_.normalise)
+
+    def _inputs(self, x: np.ndarray) -> np.ndarray:
+        """Network inputs ``(n, size, size)`` float32 from binned linear patterns."""
+        import torch
+
+        return self._finish()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+    def predict_binned(self, x: np.ndarray, temperature: bool = True) -> np.ndarray:
+        """Logits ``(n, 3)`` of ``network_`` for binned linear patterns (divided by the temperature or not)."""
+        import torch
+
+        net = self.network_.eval()
+        t = getattr(net, "temperature", 1.0) if not temperature else 1.0
+        with torch.inference_mode():
+            out = [net(torch.from_numpy(self._inputs(x[i:i + CHUNK]))[:, None]).numpy() * t
+                   for i in range(0, len(x), CHUNK)]
+        return np.concatenate(out) if out else np.empty((0, N_CLASSES), np.float32)
+
+    def _fit_baseline(self, x, y, mean, lattice, group, heldout: bool):
+        """Fit a baseline on binned linear patterns; returns held-out ``(logits, y)`` from its own
+        cross-validation (or None)."""
+        fit = self._baseline_fitter(mean, lattice, group)
+        inputs = x if self.network_name_ == "ghost" else self._inputs(x)
+        self.network_ = fit(inputs, y)
+        if not heldout:
+            return None
+        return oof_logits(fit, inputs, y, HELDOUT_FOLDS, int(self.random_state or 0))
+
+    def _baseline_fitter(self, mean, lattice, group):
+        """``fit(inputs, y) -> module`` for this baseline (inputs: its network inputs)."""
+        from al4dstem.models import baselines
+        from al4dstem.models.features import ghost_masks, lattice_dict
+
+        seed = int(self.random_state or 0)
+        if self.network_name_ == "ghost":
+            if lattice is None:
+                raise Al4dstemError("the ghost model needs the scan's lattice, and no lattice of Bragg disks was "
+                                    "found in the mean pattern: use a CNN (--network default)")
+            masks = ghost_masks(lattice, mean, self.detector_shape_, self.preprocessing_)
+            info = lattice_dict(lattice)
+            return lambda inputs, y: baselines.fit_ghost(inputs, y, masks, info, seed)
+        if self.network_name_ == "softmax":
+            return lambda inputs, y: baselines.fit_softmax(inputs, y, group, seed)
+        return lambda inputs, y: baselines.fit_knn(inputs, y, group, seed)
 
     def _restore(self, learned: dict) -> None:
         for k in [k for k in vars(self) if k.endswith("_") or k == "_fast"]:
@@ -310,7 +485,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self._check_fitted()
         params = {k: getattr(self, k) for k in _STORED_PARAMS}
         checkpoint.write_checkpoint(path, {
-            "network": self.network,
+            "network": self.network_name_,
             "network_config": network_config(self.network_),
             "state_dict": self.network_.state_dict(),
             "preprocessing": _plain(self.preprocessing_.to_dict()),
@@ -334,6 +509,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         except TypeError as e:
             raise Al4dstemError(f"{path}: damaged al4dstem model ({e})") from None
         model.network_ = trained.network_
+        model.network_name_ = trained.name
         model.preprocessing_ = trained.preprocessing_
         model.detector_shape_ = trained.detector_shape_
         model.classes_ = np.arange(N_CLASSES)
@@ -343,6 +519,48 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         model.versions_ = dict(payload.get("versions", {}))
         model._fast = None
         return model
+
+
+def oof_logits(fit, inputs: np.ndarray, y: np.ndarray, folds: int, seed: int):
+    """Out-of-fold logits ``(logits, y)`` of ``fit(inputs, y) -> module`` (temperature 1), or None when
+    the labels are too few to hold any out."""
+    import torch
+
+    splits = cv_splits(y, folds, seed)
+    if not splits:
+        return None
+    logits = np.full((len(y), N_CLASSES), np.nan, np.float32)
+    for train, test in splits:
+        try:
+            net = fit(inputs[train], y[train])
+        except (Al4dstemError, ValueError):
+            continue
+        with torch.inference_mode():
+            logits[test] = net(torch.from_numpy(np.ascontiguousarray(inputs[test], dtype=np.float32))[:, None]).numpy()
+    ok = np.isfinite(logits).all(axis=1)
+    return (logits[ok], y[ok]) if ok.sum() >= 2 else None
+
+
+def cv_splits(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified ``(train, test)`` index pairs, deterministic for a seed; [] when too few labels
+    (fewer than two per fold). Every training part holds at least two classes or is left out."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    folds = int(min(folds, len(y) // 2))
+    if folds < 2:
+        return []
+    counts = np.bincount(y, minlength=N_CLASSES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a class with fewer labels than folds: sklearn warns, still splits
+        if counts[counts > 0].min() < folds:
+            from sklearn.model_selection import KFold
+
+            splitter = KFold(folds, shuffle=True, random_state=seed)
+        else:
+            splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        pairs = list(splitter.split(np.zeros(len(y)), y))
+    return [(tr, te) for tr, te in pairs if len(np.unique(y[tr])) >= 2]
 
 
 def _plain(obj):

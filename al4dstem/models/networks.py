@@ -14,6 +14,15 @@ maps shrink, so no layer runs many channels at full resolution; global average a
 (is a ghost there at all? how much of it?) feed one linear layer. ~25 k parameters: little to
 overfit with 50 labels, tolerant of descan drift (pooling is translation invariant), and about
 1 M multiply-adds per 64 x 64 pattern, its input size (the paper's network: 0.4 G at 256 x 256).
+
+The baselines (``al4dstem.models.baselines``) are torch modules too, so that every model shares
+one checkpoint format and one inference path: ``softmax`` (softmax regression on 32 x 32 binned
+log patterns), ``pca-knn`` (PCA + k nearest neighbours) and ``ghost`` (softmax regression on the
+virtual dark-field intensities at the ghost positions of the scan's lattice). Their weights come
+from scikit-learn, not from gradient descent.
+
+Every network takes ``temperature`` (default 1): its logits are divided by it, which calibrates
+the probabilities (``al4dstem.models.calibration``) without changing any prediction.
 """
 
 from __future__ import annotations
@@ -21,23 +30,37 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Network names, the default first.
-NETWORKS = ("default", "paper")
-#: Preprocessing (input) size each network is designed for, in pixels.
-INPUT_SIZES = {"default": 64, "paper": 256}
+#: CNNs, trained by gradient descent (``al4dstem.models.training``).
+CNN_NETWORKS = ("default", "paper")
+#: Baselines whose weights scikit-learn fits (``al4dstem.models.baselines``).
+BASELINE_NETWORKS = ("ghost", "softmax", "pca-knn")
+#: Network names a checkpoint may hold, the default first.
+NETWORKS = CNN_NETWORKS + BASELINE_NETWORKS
+#: What ``network=`` accepts: a network, or "auto" (cross-validate them and keep the best).
+CHOICES = ("auto",) + NETWORKS
+#: Preprocessing (input) size each network is designed for, in pixels (ghost: up to 128, see baselines).
+INPUT_SIZES = {"default": 64, "paper": 256, "softmax": 32, "pca-knn": 32, "ghost": 128}
 #: AdamW learning rate each network trains with by default (the paper's 4e-4 for its own network).
 LEARNING_RATES = {"default": 2e-3, "paper": 4e-4}
 N_CLASSES = 3
 
 
+def _temperature(value) -> float:
+    t = float(value)
+    if not (0.01 <= t <= 100.0):
+        raise ValueError(f"temperature must be between 0.01 and 100, got {value!r}")
+    return t
+
+
 class PaperNet(nn.Module):
     """The paper's three-layer CNN (Fig. 4); ``input_size`` must be a multiple of 8."""
 
-    def __init__(self, input_size: int = 256):
+    def __init__(self, input_size: int = 256, temperature: float = 1.0):
         super().__init__()
         if input_size < 8 or input_size % 8:
             raise ValueError(f"the paper network needs an input size that is a multiple of 8, got {input_size}")
-        self.config = {"input_size": int(input_size)}
+        self.temperature = _temperature(temperature)
+        self.config = {"input_size": int(input_size), "temperature": self.temperature}
         layers: list[nn.Module] = []
         channels = 1
         for out in (16, 32, 64):
@@ -50,7 +73,7 @@ class PaperNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(x)) / self.temperature
 
 
 class GlobalPool(nn.Module):
@@ -71,13 +94,16 @@ class DomainNet(nn.Module):
     side must be at least ``2 ** len(widths)`` pixels (any size works: pooling is global).
     """
 
-    def __init__(self, input_size: int = 64, widths=(8, 16, 32, 64), dropout: float = 0.2):
+    def __init__(self, input_size: int = 64, widths=(8, 16, 32, 64), dropout: float = 0.2,
+                 temperature: float = 1.0):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if input_size < 2 ** len(widths):
             raise ValueError(f"the default network needs an input of at least {2 ** len(widths)} pixels, "
                              f"got {input_size}")
-        self.config = {"input_size": int(input_size), "widths": list(widths), "dropout": float(dropout)}
+        self.temperature = _temperature(temperature)
+        self.config = {"input_size": int(input_size), "widths": list(widths), "dropout": float(dropout),
+                       "temperature": self.temperature}
         layers = _conv_bn_relu(1, widths[0], 4, 2, 1)
         for cin, cout in zip(widths[:-1], widths[1:], strict=True):
             layers += _conv_bn_relu(cin, cout, 3, 2, 1)
@@ -86,10 +112,20 @@ class DomainNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * widths[-1], N_CLASSES))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
+        return self.head(self.pool(self.features(x))) / self.temperature
 
 
-_BUILDERS = {"default": DomainNet, "paper": PaperNet}
+def set_temperature(net: nn.Module, temperature: float) -> None:
+    """Make ``net`` divide its logits by ``temperature`` (stored in its config, so checkpoints keep it)."""
+    net.temperature = _temperature(temperature)
+    net.config["temperature"] = net.temperature
+
+
+def _builders() -> dict:
+    from al4dstem.models import baselines
+
+    return {"default": DomainNet, "paper": PaperNet, "ghost": baselines.GhostFeatureNet,
+            "softmax": baselines.LinearNet, "pca-knn": baselines.KNNNet}
 
 
 def build_network(name: str, input_size: int, **kwargs) -> nn.Module:
@@ -99,10 +135,11 @@ def build_network(name: str, input_size: int, **kwargs) -> nn.Module:
     """
     from al4dstem.errors import Al4dstemError
 
-    if name not in _BUILDERS:
+    builders = _builders()
+    if name not in builders:
         raise Al4dstemError(f"unknown network {name!r} (one of {', '.join(NETWORKS)})")
     try:
-        return _BUILDERS[name](input_size=int(input_size), **kwargs)
+        return builders[name](input_size=int(input_size), **kwargs)
     except (TypeError, ValueError) as e:
         raise Al4dstemError(f"cannot build the {name} network: {e}") from None
 

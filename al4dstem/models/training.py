@@ -14,9 +14,13 @@
   patterns are 62 of ours; 100 is what ``benchmarks/bench_accuracy.py`` measured to reach
   >= 97% held-out with 50 labels while training in well under a minute on 2 cores;
 - augmentation (``augment.Augmenter``) on binned counts, then the model's scaling and
-  normalisation (``augment.Finish``); the validation loss is measured on all eight symmetric
-  views of each validation pattern (labels mapped), which makes it less noisy with ten
-  validation patterns and checks the symmetry the model learnt.
+  normalisation (``augment.Finish``); the validation loss is measured on every symmetric
+  view of each validation pattern that the lattice allows (labels mapped), which makes it less
+  noisy with ten validation patterns and checks the symmetry the model learnt;
+- symmetries come from the scan's lattice angle (``augment.lattice_symmetries``): the rotations
+  by 90 degrees always, mirrors only for a lattice aligned with the detector or at 45 degrees;
+- a run that ends predicting one class on its own labels while they hold several is a
+  ``CollapseWarning`` with advice (``collapse_message``), never a silent map.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,7 +38,7 @@ from torch import nn
 
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES
-from al4dstem.models.augment import SWAP, Augmenter, Finish, d4_views
+from al4dstem.models.augment import SWAP, Augmenter, Finish, Symmetry, symmetric_views
 
 VAL_FRACTION = 0.2
 MIN_LABELS = 5  # 20% of 5 is one validation pattern
@@ -44,6 +49,25 @@ EPOCH_SAMPLES = 256  # an epoch shows at least this many (augmented) patterns
 
 #: ``progress(epoch, max_epochs, record)`` after each epoch.
 Progress = Callable[[int, int, dict], None]
+
+
+class CollapseWarning(UserWarning):
+    """A trained model predicts fewer classes on its own labels than the labels hold."""
+
+
+def collapse_message(predicted: np.ndarray, y: np.ndarray) -> str | None:
+    """A warning with advice when ``predicted`` (on the labelled patterns) covers one class while
+    ``y`` holds several; None when the model uses the classes it was taught."""
+    predicted, y = np.asarray(predicted), np.asarray(y)
+    taught = np.unique(y)
+    used = np.unique(predicted)
+    if len(taught) < 2 or len(used) > 1:
+        return None
+    name = CLASSES[int(used[0])] if len(used) else "nothing"
+    have = ", ".join(f"{int((y == c).sum())} {CLASSES[c]}" for c in taught)
+    return (f"the trained model predicts {name} for every labelled pattern although the labels hold {have}: "
+            "it has not learnt the classes. Try --network auto (compares simpler models on the same labels), "
+            "more labels of the rarer classes, or neighbourhood averaging on faint, noisy scans")
 
 
 @dataclass
@@ -58,6 +82,7 @@ class TrainConfig:
     augment: bool = True
     class_weight: str | None = "balanced"
     seed: int = 0
+    symmetries: tuple[Symmetry, ...] | None = None  # None: the four rotations (any lattice angle)
 
 
 @dataclass
@@ -76,6 +101,9 @@ class TrainResult:
     n_val: int
     seconds: float
     class_weights: list[float] = field(default_factory=list)
+    n_symmetries: int = 0
+    warnings: list[str] = field(default_factory=list)
+    heldout: tuple | None = None  # (logits at temperature 1, classes) of the validation views, for calibration
 
     def summary(self) -> dict:
         return {
@@ -83,6 +111,7 @@ class TrainResult:
             "best_val_accuracy": self.best_val_accuracy, "epochs_run": self.epochs_run,
             "max_epochs": self.max_epochs, "stopped": self.stopped, "n_train": self.n_train,
             "n_val": self.n_val, "seconds": self.seconds, "class_weights": self.class_weights,
+            "n_symmetries": self.n_symmetries, "warnings": list(self.warnings),
         }
 
 
@@ -197,8 +226,9 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
 
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]
     yt = torch.from_numpy(y)
-    x_val, y_val = d4_views(finish(xt[val_idx]), yt[val_idx])
-    augmenter = Augmenter() if config.augment else None
+    group = _group(config.symmetries)
+    x_val, y_val = symmetric_views(finish(xt[val_idx]), yt[val_idx], group)
+    augmenter = Augmenter(group=group) if config.augment else None
     weights = class_weights(y[train_idx], config.class_weight, symmetric=augmenter is not None)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
     val_loss_fn = nn.CrossEntropyLoss()
@@ -234,12 +264,39 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
 
     net.load_state_dict(best["state"])
     net.eval()
+    notes = []
+    heldout = (_logits(net, x_val), y_val.numpy())
+    message = collapse_message(predict_classes(net, finish(xt)), y)
+    if message is not None:
+        warnings.warn(message, CollapseWarning, stacklevel=2)
+        notes.append(message)
     return TrainResult(
         state_dict=best["state"], history=history, best_epoch=int(best["epoch"]),
         best_val_loss=float(best["loss"]), best_val_accuracy=float(best["accuracy"]),
         epochs_run=len(history), max_epochs=max_epochs, stopped=stopped, n_train=len(train_idx),
         n_val=len(val_idx), seconds=time.perf_counter() - start, class_weights=weights.tolist(),
+        n_symmetries=len(group), warnings=notes, heldout=heldout,
     )
+
+
+def _group(symmetries) -> tuple[Symmetry, ...]:
+    from al4dstem.models.augment import ROTATIONS
+
+    return ROTATIONS if symmetries is None else tuple(symmetries)
+
+
+def predict_classes(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Class indices ``net`` (eval mode) gives network inputs ``x``."""
+    return _logits(net, x, batch_size).argmax(1)
+
+
+def _logits(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            out.append(net(x[i:i + batch_size]).numpy())
+    return np.concatenate(out) if out else np.empty((0, len(CLASSES)), np.float32)
 
 
 def _epoch(net, xt, yt, train_idx, batch_size, augmenter, finish, counts, loss_fn, optimizer, rng) -> dict:

@@ -1,0 +1,171 @@
+"""``network="auto"``: fit every model on the same labels, score each by cross-validation, keep the best.
+
+The candidates are the ghost-feature model, softmax regression, PCA + kNN and the default CNN
+(``CANDIDATES``, in order of preference on a tie: the physics first, then the simpler). All see
+the same stratified folds (``CNNClassifier.cv``, 3 by default), so their scores are paired. The
+CNN, by far the slowest, runs last, and not at all when a baseline already scored every label
+right (it could at best tie, and ties go to the simpler model). The
+kept model is refitted on all labels; its out-of-fold logits calibrate its temperature. Every
+score, the time each took and the reason a candidate could not run are in
+``summary_["selection"]``: a user sees what was compared and why one was kept.
+
+Cost: the baselines take milliseconds per fold; the CNN one training per fold, plus one on all
+labels if it wins (about 20 s each for 50 labels on one core). The progress callback's record
+says which model and fold runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from al4dstem.errors import Al4dstemError
+from al4dstem.labels import CLASSES
+from al4dstem.models.networks import CNN_NETWORKS
+
+CANDIDATES = ("ghost", "softmax", "pca-knn", "default")
+N_CLASSES = len(CLASSES)
+
+
+def _candidate(clf, name: str):
+    """A fresh classifier like ``clf`` for network ``name`` (the dataset shared, not copied)."""
+    params = clf.get_params(deep=False)
+    params["network"] = name
+    return type(clf)(**params)
+
+
+def _scores(logits: np.ndarray, y: np.ndarray) -> dict:
+    ok = np.isfinite(logits).all(axis=1)
+    if not ok.any():
+        return {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "n_scored": 0}
+    pred = logits[ok].argmax(1)
+    truth = y[ok]
+    recalls = [float((pred[truth == c] == c).mean()) for c in np.unique(truth)]
+    return {"cv_accuracy": float((pred == truth).mean()), "cv_balanced_accuracy": float(np.mean(recalls)),
+            "n_scored": int(ok.sum())}
+
+
+class _Stages:
+    """Turns per-candidate epoch callbacks into one running count for the caller's progress."""
+
+    def __init__(self, progress, total: int):
+        self.progress, self.total, self.done = progress, max(1, total), 0
+
+    def stage(self, text: str, steps: int):
+        base = self.done
+        self.done += steps
+
+        def callback(epoch, max_epochs, record):
+            if self.progress is not None:
+                step = base + min(int(epoch), steps)
+                self.total = max(self.total, step)
+                self.progress(step, self.total, {**record, "stage": text})
+
+        return callback
+
+    def step(self, text: str, accuracy: float = float("nan")):
+        self.done += 1
+        self.total = max(self.total, self.done)
+        if self.progress is not None:
+            self.progress(self.done, self.total, {"val_loss": float("nan"), "val_accuracy": accuracy,
+                                                  "stage": text})
+
+
+def fit_auto(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=CANDIDATES) -> None:
+    """Choose and fit ``clf``'s model (``clf.network == "auto"``) on positions or patterns ``X``."""
+    from al4dstem.models.classifier import cv_splits
+    from al4dstem.models.training import auto_epochs
+
+    seed = int(clf.random_state or 0)
+    mean, lattice = clf.scan_lattice(X)
+    folds = cv_splits(y, int(clf.cv), seed)
+    max_epochs = int(clf.epochs) if clf.epochs is not None else auto_epochs(len(y))
+    n_cnn = sum(name in CNN_NETWORKS for name in candidates)
+    stages = _Stages(progress, n_cnn * max(1, len(folds)) * max_epochs + len(candidates))
+    table: dict[str, dict] = {}
+    oof: dict[str, np.ndarray] = {}
+    prepared: dict[str, tuple] = {}
+    for name in candidates:
+        start = time.perf_counter()
+        perfect = [n for n in table if table[n].get("cv_accuracy") == 1.0]
+        if name in CNN_NETWORKS and perfect and folds:
+            table[name] = {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "n_scored": 0,
+                           "seconds": 0.0, "skipped": f"{perfect[0]} already classifies every held-out label "
+                                                     "right; a tie goes to the simpler model"}
+            stages.step(f"{name}: skipped")
+            continue
+        cand = _candidate(clf, name)
+        try:
+            cand.initialize(detector_shape)
+            x, counts = cand._read_training_patterns(X)
+            if name == "ghost" and lattice is None:
+                raise Al4dstemError("no lattice of Bragg disks found in the mean pattern")
+        except Al4dstemError as e:
+            table[name] = {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "n_scored": 0,
+                           "seconds": time.perf_counter() - start, "skipped": str(e)}
+            stages.step(f"{name}: skipped")
+            continue
+        prepared[name] = (cand, x, counts)
+        logits = np.full((len(y), N_CLASSES), np.nan, np.float32)
+        for k, (train, test) in enumerate(folds):
+            text = f"cross-validating {name}, fold {k + 1}/{len(folds)}"
+            cand.initialize(detector_shape)
+            callback = stages.stage(text, max_epochs) if name in CNN_NETWORKS else None
+            try:
+                cand._fit_arrays(x[train], y[train], counts, mean, lattice, callback, calibrate=False)
+            except Al4dstemError:
+                continue
+            logits[test] = cand.predict_binned(x[test], temperature=False)
+            if name not in CNN_NETWORKS:
+                stages.step(text)
+        oof[name] = logits
+        table[name] = {**_scores(logits, y), "seconds": time.perf_counter() - start}
+
+    scored = [n for n in candidates if n in table and np.isfinite(table[n]["cv_accuracy"])]
+    if scored:
+        best = max(scored, key=lambda n: (table[n]["cv_accuracy"], table[n]["cv_balanced_accuracy"],
+                                          -candidates.index(n)))
+        reason = "highest cross-validated accuracy"
+    else:  # too few labels to hold any out: the physics if the lattice is known, else the CNN
+        best = "ghost" if "ghost" in prepared else next(n for n in candidates if n in prepared)
+        reason = "too few labels to cross-validate"
+    cand, x, counts = prepared[best]
+    cand.initialize(detector_shape)
+    text = f"training {best} on all {len(y)} labels"
+    callback = stages.stage(text, max_epochs) if best in CNN_NETWORKS else None
+    cand._fit_arrays(x, y, counts, mean, lattice, callback, calibrate=False)
+    if best not in CNN_NETWORKS:
+        stages.step(text)
+    if clf.calibrate:
+        held = oof.get(best)
+        ok = np.isfinite(held).all(axis=1) if held is not None else None
+        if held is not None and ok.sum() >= 2:
+            cand.set_calibration(held[ok], y[ok])
+    for key, value in vars(cand).items():
+        if key.endswith("_"):
+            setattr(clf, key, value)
+    clf._fast = None
+    clf.summary_ = {**cand.summary_, "selection": {"kept": best, "reason": reason, "folds": len(folds),
+                                                   "scores": table}}
+
+
+def selection_table(summary: dict) -> str:
+    """The selection scores as plain text lines (for a CLI or a log)."""
+    sel = summary.get("selection")
+    if not sel:
+        return ""
+    lines = [f"model selection ({sel['folds']}-fold cross-validation on the labels; kept {sel['kept']}: "
+             f"{sel['reason']}):"]
+    for name, s in sel["scores"].items():
+        if "skipped" in s:
+            lines.append(f"  {name:8s} skipped ({s['skipped']})")
+            continue
+        mark = "  <- kept" if name == sel["kept"] else ""
+        lines.append(f"  {name:8s} accuracy {s['cv_accuracy']:.3f}  balanced {s['cv_balanced_accuracy']:.3f}  "
+                     f"({s['seconds']:.1f} s){mark}")
+    cal = summary.get("calibration")
+    if cal:
+        lines.append(f"calibration: temperature {cal['temperature']:.2f}, expected calibration error "
+                     f"{cal['ece_before']:.3f} -> {cal['ece_after']:.3f} on {cal['n_heldout']} held-out labels")
+    return "\n".join(lines)
