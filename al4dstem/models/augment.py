@@ -87,14 +87,17 @@ def lattice_symmetries(angle: float | None, tolerance: float = MIRROR_TOLERANCE)
     if angle is None or not np.isfinite(angle):
         return ROTATIONS
     g1 = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+    # every mirror maps the lattice at t to one at -t (up to 90 degrees): one mismatch decides for all four
+    mismatch = _axis_distance(-angle, angle)
+    mirrors_fit = min(mismatch, 90.0 - mismatch) <= tolerance
     out = []
     for t, fr, fc in _elements():
-        image = Symmetry(t, fr, fc, False).matrix() @ g1
+        element = Symmetry(t, fr, fc, False)
+        if np.linalg.det(element.matrix()) < 0 and not mirrors_fit:
+            continue
+        image = element.matrix() @ g1
         phi = float(np.degrees(np.arctan2(image[1], image[0])))
-        if _axis_distance(phi, angle) <= tolerance:
-            out.append(Symmetry(t, fr, fc, swap=False))
-        elif _axis_distance(phi, angle + 90.0) <= tolerance:
-            out.append(Symmetry(t, fr, fc, swap=True))
+        out.append(Symmetry(t, fr, fc, swap=_axis_distance(phi, angle + 90.0) < _axis_distance(phi, angle)))
     return tuple(out)
 
 
