@@ -196,7 +196,10 @@ class FixedOrder(Sampler):
 
 
 def screen_console():
-    return Console(file=io.StringIO(), width=120, height=45, force_terminal=True, record=True)
+    # truecolor, as the CLI asks for: rich caches a style's escape codes for the first colour system
+    # that renders it, so a 16-colour console here would leak into the truecolor tests of test_render.py
+    return Console(file=io.StringIO(), width=120, height=45, force_terminal=True, record=True,
+                   color_system="truecolor")
 
 
 def label_at_terminal(tmp_path, keys, model=None, budget=10):

@@ -61,21 +61,23 @@ class HalfBlocks:
         for line in self.keys:
             starts = np.flatnonzero(np.diff(line, prepend=-1))
             for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), width], strict=True):
-                yield Segment("\u2580" * (stop - start), _cell_style(int(line[start])))
+                yield Segment("\u2580" * (stop - start), _cell_style(int(line[start]), console.color_system))
             yield Segment.line()
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(self.rgb.shape[1], self.rgb.shape[1])
 
 
-def _cell_style(key: int) -> Style:
-    style = _STYLES.get(key)
+def _cell_style(key: int, system: str | None) -> Style:
+    # one Style per colour system: rich caches a Style's escape codes for the first console
+    # that renders it, so sharing one between a truecolor and a 16-colour console mixes them up
+    style = _STYLES.get((key, system))
     if style is None:
         top, bottom = key >> 24, key & 0xFFFFFF
         style = Style(color=f"#{top:06x}", bgcolor=f"#{bottom:06x}")
         if len(_STYLES) > 100_000:  # bounded: a long session sees many colours
             _STYLES.clear()
-        _STYLES[key] = style
+        _STYLES[(key, system)] = style
     return style
 
 
