@@ -801,3 +801,55 @@ class _H5Writer:
 
     def __exit__(self, *exc):
         self.file.close()
+
+
+# ============================================================ the difficulty ladder
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of the difficulty ladder: simulation options and the oracle's label noise.
+
+    ``physics``: keyword options of ``Physics`` (ghost strength, dose, background, lattice
+    rotation, thickness and tilt variation). ``label_noise``: the share of a simulated human's
+    answers that are wrong (``al4dstem.oracles.NoisyOracle``); the simulator itself is noiseless
+    in its labels.
+    """
+
+    name: str
+    physics: dict
+    label_noise: float = 0.0
+    note: str = ""
+
+    def simulate(self, nx: int = 72, ny: int = 56, detector: int = 128, geometry: str = "bullseye", seed: int = 0,
+                 threads: int | None = None) -> SimulatedScan:
+        """A scan on this rung (the issue-12 scan size by default), in memory."""
+        return simulate_scan(nx=nx, ny=ny, detector=detector, geometry=geometry, seed=seed, threads=threads,
+                             **self.physics)
+
+
+#: From easy to very faint. Ghost strength is relative to the main disks (realistic 1e-3..5e-2), dose in
+#: electrons per pattern, background the diffuse share of the dose, rotation of the lattice in degrees.
+DIFFICULTY_LADDER = (
+    Rung("easy", {"ghost_strength": 0.04, "dose": 2e5, "background": 0.1, "rotation": 0.0,
+                  "thickness_variation": 0.1, "tilt_variation": 0.1}, 0.0, "bright ghosts, aligned lattice"),
+    Rung("default", {}, 0.0, "the simulator's defaults: ghosts 0.02, 1e5 e-, rotation 4"),
+    Rung("faint-rotated", {"ghost_strength": 0.015, "dose": 3e4, "rotation": 31.0}, 0.0,
+         "issue 12: faint ghosts, lattice at 31 degrees"),
+    Rung("faint-45", {"ghost_strength": 0.015, "dose": 3e4, "rotation": 45.0}, 0.0,
+         "issue 12: faint ghosts, lattice at 45 degrees"),
+    Rung("diffuse", {"ghost_strength": 0.01, "dose": 2e4, "background": 0.3, "rotation": 17.0,
+                     "thickness_variation": 0.35, "tilt_variation": 0.35}, 0.03,
+         "fainter, 30 % diffuse background, thickness and tilt variation, 3 % wrong labels"),
+    Rung("very-faint", {"ghost_strength": 0.006, "dose": 1e4, "background": 0.4, "rotation": 38.0,
+                        "thickness_variation": 0.4, "tilt_variation": 0.4}, 0.05,
+         "ghosts 0.006 at 1e4 e-, 40 % background, strong thickness and tilt, 5 % wrong labels"),
+)
+
+
+def ladder_rung(name: str) -> Rung:
+    """A rung of ``DIFFICULTY_LADDER`` by name."""
+    for rung in DIFFICULTY_LADDER:
+        if rung.name == name:
+            return rung
+    raise Al4dstemError(f"unknown difficulty {name!r} (one of {', '.join(r.name for r in DIFFICULTY_LADDER)})")

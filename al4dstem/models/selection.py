@@ -72,8 +72,10 @@ class _Stages:
                                                   "stage": text})
 
 
-def fit_auto(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=CANDIDATES) -> None:
-    """Choose and fit ``clf``'s model (``clf.network == "auto"``) on positions or patterns ``X``."""
+def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=CANDIDATES):
+    """Score every candidate on the same folds. Returns ``(table, out-of-fold logits, prepared, context)``:
+    ``table[name]`` the scores (or why it was skipped), ``prepared[name]`` ``(classifier, binned
+    patterns, counts)`` ready for the final fit, ``context`` the lattice, folds and progress stages."""
     from al4dstem.models.classifier import cv_splits
     from al4dstem.models.training import auto_epochs
 
@@ -121,20 +123,34 @@ def fit_auto(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=CA
                 stages.step(text)
         oof[name] = logits
         table[name] = {**_scores(logits, y), "seconds": time.perf_counter() - start}
+    context = {"mean": mean, "lattice": lattice, "folds": folds, "stages": stages, "max_epochs": max_epochs}
+    return table, oof, prepared, context
 
+
+def choose(table: dict, prepared: dict, candidates=CANDIDATES) -> tuple[str, str]:
+    """``(kept network, reason)``: the highest cross-validated accuracy (then balanced accuracy, then
+    the earlier candidate); without any score, the ghost model if it can run, else the first that can."""
     scored = [n for n in candidates if n in table and np.isfinite(table[n]["cv_accuracy"])]
     if scored:
         best = max(scored, key=lambda n: (table[n]["cv_accuracy"], table[n]["cv_balanced_accuracy"],
                                           -candidates.index(n)))
-        reason = "highest cross-validated accuracy"
-    else:  # too few labels to hold any out: the physics if the lattice is known, else the CNN
-        best = "ghost" if "ghost" in prepared else next(n for n in candidates if n in prepared)
-        reason = "too few labels to cross-validate"
+        return best, "highest cross-validated accuracy"
+    if not prepared:
+        raise Al4dstemError("no model could be trained on these labels")
+    best = "ghost" if "ghost" in prepared else next(n for n in candidates if n in prepared)
+    return best, "too few labels to cross-validate"
+
+
+def fit_auto(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=CANDIDATES) -> None:
+    """Choose and fit ``clf``'s model (``clf.network == "auto"``) on positions or patterns ``X``."""
+    table, oof, prepared, context = cross_validate(clf, X, y, detector_shape, progress, candidates)
+    best, reason = choose(table, prepared, candidates)
     cand, x, counts = prepared[best]
     cand.initialize(detector_shape)
+    stages = context["stages"]
     text = f"training {best} on all {len(y)} labels"
-    callback = stages.stage(text, max_epochs) if best in CNN_NETWORKS else None
-    cand._fit_arrays(x, y, counts, mean, lattice, callback, calibrate=False)
+    callback = stages.stage(text, context["max_epochs"]) if best in CNN_NETWORKS else None
+    cand._fit_arrays(x, y, counts, context["mean"], context["lattice"], callback, calibrate=False)
     if best not in CNN_NETWORKS:
         stages.step(text)
     if clf.calibrate:
@@ -146,7 +162,7 @@ def fit_auto(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=CA
         if key.endswith("_"):
             setattr(clf, key, value)
     clf._fast = None
-    clf.summary_ = {**cand.summary_, "selection": {"kept": best, "reason": reason, "folds": len(folds),
+    clf.summary_ = {**cand.summary_, "selection": {"kept": best, "reason": reason, "folds": len(context["folds"]),
                                                    "scores": table}}
 
 

@@ -1,0 +1,283 @@
+"""Every model on every rung of the difficulty ladder, with 20 and 50 grid-midpoint labels, over seeds.
+
+Issue 12's acceptance: on every rung the kept model (``network="auto"``) is at least as accurate
+as the best baseline on the same labels, within the seed-to-seed spread; on the faint rotated
+scans (rungs ``faint-rotated`` and ``faint-45``) 50 grid-midpoint labels reach >= 0.92 accuracy
+and >= 0.8 recall on each class; training on 50 labels takes <= 60 s on 2 cores.
+
+Each run: simulate the rung's scan (``al4dstem.simulate.DIFFICULTY_LADDER``: a 72 x 56 bullseye
+scan, 128 x 128 detector, seed = the run's seed), label ``budget`` positions with the
+grid-midpoint sampler (random_state 0) answered by the truth (with the rung's label noise), fit
+each model on those labels, map the scan, and score every position that was not labelled:
+accuracy, recall per class, and the expected calibration error (ECE) of the raw probabilities
+(temperature 1) and of the calibrated ones. ``auto`` is scored as what ``network="auto"`` keeps:
+its cross-validation (``selection.cross_validate``) picks one of the other models, whose fit is
+the same as the standalone one (same seed, same labels: deterministic on one thread), calibrated
+with the temperature from its out-of-fold logits; its time is the cross-validation plus that fit.
+
+    python benchmarks/bench_difficulty.py [--rungs easy default ...] [--seeds 0 1 2 3 4]
+        [--budgets 20 50] [--models ghost softmax pca-knn default auto] [--workers 2]
+        [--out benchmarks/results/difficulty]
+
+Writes ``OUT.json`` (every run) and ``OUT.md`` (mean +- sd tables). Each worker process runs
+torch on one thread; on a 2-core machine ``--workers 2`` takes ~30 min for the whole ladder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = ("ghost", "softmax", "pca-knn", "default", "auto")
+ACCEPT_ACCURACY, ACCEPT_RECALL, ACCEPT_TRAIN_S = 0.92, 0.8, 60.0
+
+
+def label_positions(dataset, truth, budget: int, noise: float, seed: int):
+    """Grid-midpoint labels (random_state 0) answered by the truth, a share ``noise`` of them wrong."""
+    from al4dstem.labels import LabelStore, as_arrays
+    from al4dstem.loop import run_labelling
+    from al4dstem.oracles import TruthOracle
+    from al4dstem.oracles.noisy import NoisyOracle
+    from al4dstem.strategies import get_sampler
+
+    rows, cols = truth.shape
+    table = {(x, y): int(truth[y, x]) for y in range(rows) for x in range(cols)}
+    oracle = NoisyOracle(table, noise, random_state=seed) if noise > 0 else TruthOracle(table)
+    with tempfile.TemporaryDirectory() as tmp:
+        with LabelStore(Path(tmp) / "labels.csv", dataset.scan_shape) as store:
+            run_labelling(dataset, store, get_sampler("grid-midpoint", random_state=0), oracle, budget)
+            return as_arrays(store.rows)
+
+
+def score(probs, truth, positions) -> dict:
+    import numpy as np
+
+    from al4dstem.models.calibration import expected_calibration_error
+
+    mask = np.ones(truth.shape, bool)
+    mask[positions[:, 1], positions[:, 0]] = False
+    p, t = probs[mask], truth[mask]
+    pred = p.argmax(1)
+    return {"accuracy": float((pred == t).mean()),
+            "recall": [float((pred[t == c] == c).mean()) if (t == c).any() else float("nan") for c in range(3)],
+            "ece": expected_calibration_error(p, t)}
+
+
+def raw_probs(probs, temperature: float):
+    """The probabilities at temperature 1 from calibrated ones (softmax is shift invariant)."""
+    import numpy as np
+
+    from al4dstem.models.calibration import softmax
+
+    flat = probs.reshape(-1, 3)
+    return softmax(float(temperature) * np.log(np.clip(flat, 1e-30, None))).reshape(probs.shape)
+
+
+def run_job(job: dict) -> dict:
+    import warnings
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from al4dstem.data import open_dataset
+    from al4dstem.engines.local import predict_dataset
+    from al4dstem.models import CNNClassifier
+    from al4dstem.models.calibration import fit_temperature, softmax
+    from al4dstem.models.selection import CANDIDATES, choose, cross_validate
+    from al4dstem.simulate import ladder_rung
+
+    warnings.simplefilter("ignore")
+    rung = ladder_rung(job["rung"])
+    sim = rung.simulate(seed=job["seed"], threads=1)
+    ds = open_dataset(sim.data)
+    positions, classes = label_positions(ds, sim.truth, job["budget"], rung.label_noise, job["seed"])
+    out = {**job, "n_labels": int(len(classes)), "label_counts": np.bincount(classes, minlength=3).tolist(),
+           "models": {}}
+    fitted = {}
+    for name in [m for m in job["models"] if m != "auto"] + (
+            [m for m in CANDIDATES if m not in job["models"]] if "auto" in job["models"] else []):
+        start = time.perf_counter()
+        try:
+            clf = CNNClassifier(network=name, dataset=ds, random_state=0, n_threads=1).fit(positions, classes)
+        except Exception as e:  # a model that cannot run here (e.g. no lattice) is reported, not fatal
+            out["models"][name] = {"error": str(e)}
+            continue
+        seconds = time.perf_counter() - start
+        probs, _ = predict_dataset(clf, ds, n_threads=1)
+        t = float(clf.network_.temperature)
+        fitted[name] = (probs, t, seconds)
+        if name in job["models"]:
+            out["models"][name] = {**score(probs, sim.truth, positions), "seconds": seconds, "temperature": t,
+                                   "ece_raw": score(raw_probs(probs, t), sim.truth, positions)["ece"],
+                                   "warnings": clf.summary_.get("warnings", [])}
+    if "auto" in job["models"]:
+        start = time.perf_counter()
+        auto = CNNClassifier(network="auto", dataset=ds, random_state=0, n_threads=1)
+        auto.initialize(ds.detector_shape)
+        table, oof, prepared, _ = cross_validate(auto, positions, classes, ds.detector_shape)
+        kept, reason = choose(table, prepared)
+        cv_seconds = time.perf_counter() - start
+        probs, t_own, seconds = fitted[kept]
+        raw = raw_probs(probs, t_own)
+        held = oof.get(kept)
+        ok = np.isfinite(held).all(axis=1)
+        t_auto = fit_temperature(held[ok], classes[ok]) if ok.sum() >= 2 else 1.0
+        calibrated = softmax(np.log(np.clip(raw.reshape(-1, 3), 1e-30, None)), t_auto).reshape(raw.shape)
+        out["models"]["auto"] = {**score(calibrated, sim.truth, positions), "kept": kept, "reason": reason,
+                                 "seconds": cv_seconds + seconds, "temperature": t_auto,
+                                 "ece_raw": score(raw, sim.truth, positions)["ece"],
+                                 "cv": {k: {kk: vv for kk, vv in v.items() if kk != "n_scored"}
+                                        for k, v in table.items()}}
+    return out
+
+
+def _mean_sd(values) -> tuple[float, float]:
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cell(values, digits: int = 3) -> str:
+    m, s = _mean_sd(values)
+    return "n/a" if m != m else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
+    from al4dstem.simulate import ladder_rung
+
+    lines = ["# Difficulty ladder (issue 12)", "",
+             f"{len({r['seed'] for r in runs})} seeds per cell (scan seed; grid-midpoint labels, random_state 0); "
+             "72 x 56 bullseye scan, 128 x 128 detector; scored on every position not labelled.", "",
+             "| rung | what |", "|---|---|"]
+    lines += [f"| {name} | {ladder_rung(name).note} |" for name in rungs]
+    verdict: dict = {"auto_vs_best_baseline": [], "faint": [], "train_50_s": []}
+
+    def cells(metric):
+        table = [f"| rung | labels | {' | '.join(models)} |", "|---|---|" + "---|" * len(models)]
+        for name in rungs:
+            for budget in budgets:
+                sel = [r for r in runs if r["rung"] == name and r["budget"] == budget]
+                row = [f"| {name} | {budget} "]
+                for m in models:
+                    row.append(_cell([metric(r["models"][m]) for r in sel if m in r["models"]
+                                      and "error" not in r["models"][m]]))
+                table.append(" | ".join(row) + " |")
+        return table
+
+    lines += ["", "## Accuracy (mean ± sd over seeds)", ""] + cells(lambda s: s["accuracy"])
+    lines += ["", "## Recall of none (walls), mean ± sd", ""] + cells(lambda s: s["recall"][0])
+    lines += ["", "## Lowest per-class recall, mean ± sd", ""] + cells(lambda s: min(s["recall"]))
+    lines += ["", "## Expected calibration error: raw (temperature 1) -> calibrated, mean over seeds", "",
+              f"| rung | labels | {' | '.join(models)} |", "|---|---|" + "---|" * len(models)]
+    for name in rungs:
+        for budget in budgets:
+            sel = [r for r in runs if r["rung"] == name and r["budget"] == budget]
+            row = [f"| {name} | {budget} "]
+            for m in models:
+                ok = [r["models"][m] for r in sel if m in r["models"] and "error" not in r["models"][m]]
+                raw, cal = _mean_sd([s["ece_raw"] for s in ok])[0], _mean_sd([s["ece"] for s in ok])[0]
+                row.append(f"{raw:.3f} -> {cal:.3f}")
+            lines.append(" | ".join(row) + " |")
+    if "auto" in models:
+        lines += ["", "## What auto kept (count over seeds) and its training time", "",
+                  "| rung | labels | kept | train s (mean, max) |", "|---|---|---|---|"]
+        baselines = [m for m in models if m not in ("auto", "default")]
+        for name in rungs:
+            for budget in budgets:
+                sel = [r for r in runs if r["rung"] == name and r["budget"] == budget and "auto" in r["models"]]
+                kept: dict[str, int] = {}
+                for r in sel:
+                    kept[r["models"]["auto"]["kept"]] = kept.get(r["models"]["auto"]["kept"], 0) + 1
+                secs = [r["models"]["auto"]["seconds"] for r in sel]
+                lines.append(f"| {name} | {budget} | {', '.join(f'{k} {v}' for k, v in sorted(kept.items()))} | "
+                             f"{statistics.fmean(secs):.1f}, {max(secs):.1f} |")
+                auto_acc = [r["models"]["auto"]["accuracy"] for r in sel]
+                best = max(baselines, key=lambda m: _mean_sd([r["models"][m]["accuracy"] for r in sel
+                                                              if "error" not in r["models"].get(m, {"error": 1})])[0])
+                best_acc = [r["models"][best]["accuracy"] for r in sel if "error" not in r["models"][best]]
+                ma, sa = _mean_sd(auto_acc)
+                mb, sb = _mean_sd(best_acc)
+                verdict["auto_vs_best_baseline"].append(
+                    {"rung": name, "budget": budget, "auto": ma, "best_baseline": best, "baseline": mb,
+                     "spread": max(sa, sb), "ok": bool(ma >= mb - max(sa, sb))})
+                if budget == 50:
+                    verdict["train_50_s"].append({"rung": name, "max": max(secs), "mean": statistics.fmean(secs)})
+                if name in ("faint-rotated", "faint-45") and budget == 50:
+                    for r in sel:
+                        s = r["models"]["auto"]
+                        ok = s["accuracy"] >= ACCEPT_ACCURACY and min(s["recall"]) >= ACCEPT_RECALL
+                        verdict["faint"].append({"rung": name, "seed": r["seed"], "accuracy": s["accuracy"],
+                                                 "recall": s["recall"], "ok": bool(ok)})
+        lines += ["", "## Acceptance", ""]
+        for v in verdict["auto_vs_best_baseline"]:
+            lines.append(f"- {v['rung']}, {v['budget']} labels: auto {v['auto']:.3f} vs best baseline "
+                         f"{v['best_baseline']} {v['baseline']:.3f} (spread {v['spread']:.3f}): "
+                         f"{'ok' if v['ok'] else 'BELOW'}")
+        for v in verdict["faint"]:
+            lines.append(f"- {v['rung']} seed {v['seed']}, 50 labels: accuracy {v['accuracy']:.3f}, recall "
+                         f"{' / '.join(f'{x:.2f}' for x in v['recall'])}: {'ok' if v['ok'] else 'BELOW'}")
+        for v in verdict["train_50_s"]:
+            lines.append(f"- training auto on 50 labels, {v['rung']}: mean {v['mean']:.1f} s, max {v['max']:.1f} s "
+                         f"(one thread each, two runs at a time on a shared 2-core machine)")
+    return "\n".join(lines) + "\n", verdict
+
+
+def main(argv=None) -> int:
+    from al4dstem.simulate import DIFFICULTY_LADDER
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rungs", nargs="+", default=[r.name for r in DIFFICULTY_LADDER])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--budgets", nargs="+", type=int, default=[20, 50])
+    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "difficulty")
+    args = ap.parse_args(argv)
+
+    jobs = [{"rung": r, "seed": s, "budget": b, "models": args.models}
+            for r in args.rungs for b in args.budgets for s in args.seeds]
+    start = time.perf_counter()
+    print(f"{len(jobs)} runs on {args.workers} worker(s); machine {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    runs = []
+    if args.workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+            for r in pool.imap_unordered(run_job, jobs):
+                runs.append(r)
+                _progress(r, len(runs), len(jobs), start)
+    else:
+        for job in jobs:
+            runs.append(run_job(job))
+            _progress(runs[-1], len(runs), len(jobs), start)
+    runs.sort(key=lambda r: (args.rungs.index(r["rung"]), r["budget"], r["seed"]))
+    text, verdict = summarise(runs, args.rungs, args.budgets, args.models)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"python": sys.version.split()[0], "machine": platform.machine(), "cores": os.cpu_count(),
+            "seconds": time.perf_counter() - start, "args": {k: (str(v) if isinstance(v, Path) else v)
+                                                             for k, v in vars(args).items()}}
+    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "verdict": verdict, "runs": runs}, indent=1))
+    args.out.with_suffix(".md").write_text(text + f"\n{len(jobs)} runs in {meta['seconds'] / 60:.1f} min.\n")
+    print(text)
+    return 0
+
+
+def _progress(r: dict, done: int, total: int, start: float) -> None:
+    accs = ", ".join(f"{m} {s['accuracy']:.3f}" if "accuracy" in s else f"{m} error" for m, s in r["models"].items())
+    kept = r["models"].get("auto", {}).get("kept", "")
+    print(f"[{done}/{total} {(time.perf_counter() - start) / 60:.1f} min] {r['rung']} seed {r['seed']} "
+          f"{r['budget']} labels: {accs} (auto kept {kept})", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
