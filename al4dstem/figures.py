@@ -61,3 +61,67 @@ def plot_sampling_pattern(out: str | os.PathLike, rows: Iterable[Label], scan_sh
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     return out
+
+
+# ---------------------------------------------------------------- map decorations
+
+
+def scale_bar_length(step: float, n: int, fraction: float = 0.2) -> float:
+    """A round length (1, 2 or 5 x 10^k) of at most ``fraction`` of a side of ``n`` steps of ``step``
+    (at least one step)."""
+    import math
+
+    want = max(step, step * n * fraction)
+    power = 10.0 ** math.floor(math.log10(want))
+    for m in (5, 2, 1):
+        if m * power <= want * (1 + 1e-9):
+            return m * power
+    return power
+
+
+def add_scale_bar(ax, step: float, units: str, n_cols: int, n_rows: int) -> float:
+    """Draw a scale bar in the lower left of an image axes whose pixels are ``step`` ``units`` wide
+    (data coordinates are pixel indices, as ``imshow`` draws them). Returns the bar's length in units."""
+    from matplotlib.patches import Rectangle
+    from matplotlib.patheffects import withStroke
+
+    length = scale_bar_length(step, n_cols)
+    width = length / step
+    height = max(0.35, 0.035 * n_rows)
+    x0 = -0.5 + max(0.5, 0.03 * n_cols)
+    y0 = n_rows - 0.5 - max(0.5, 0.08 * n_rows)
+    ax.add_patch(Rectangle((x0, y0 - height), width, height, facecolor="white", edgecolor="black", linewidth=0.6,
+                           zorder=5))
+    ax.text(x0 + width / 2, y0 - height - max(0.3, 0.02 * n_rows), f"{length:g} {units}", ha="center", va="bottom",
+            color="white", fontsize=7, zorder=6, path_effects=[withStroke(linewidth=1.8, foreground="black")])
+    return length
+
+
+def draw_ternary_key(ax, scheme: str = "paper", resolution: int = 120) -> None:
+    """The colour of every mixture of the three classes, as a triangle with a class at each corner
+    (the key of a map whose positions mix classes: walls, uncertain patterns)."""
+    from al4dstem.colors import probabilities_rgb
+
+    height = np.sqrt(3) / 2
+    xs = np.linspace(0.0, 1.0, resolution)
+    ys = np.linspace(0.0, height, int(resolution * height))
+    gx, gy = np.meshgrid(xs, ys)
+    # barycentric weights of the corners none (0, 0), vertical (1, 0), horizontal (1/2, sqrt(3)/2)
+    horizontal = gy / height
+    vertical = gx - horizontal / 2
+    none = 1.0 - vertical - horizontal
+    weights = np.stack([none, vertical, horizontal], axis=-1)
+    inside = (weights >= -1e-9).all(axis=-1)
+    rgba = np.zeros((*gx.shape, 4))
+    rgba[inside, :3] = probabilities_rgb(np.clip(weights[inside], 0, 1), scheme) / 255.0
+    rgba[inside, 3] = 1.0
+    ax.imshow(rgba, origin="lower", extent=(0, 1, 0, height), interpolation="bilinear")
+    ax.plot([0, 1, 0.5, 0], [0, 0, height, 0], color="black", linewidth=0.6)
+    labels = ((0, -0.05, "none", "center", "top"), (1, -0.05, "vertical", "center", "top"),
+              (0.5, height + 0.04, "horizontal", "center", "bottom"))
+    for x, y, name, ha, va in labels:
+        ax.text(x, y, name, ha=ha, va=va, fontsize=7)
+    ax.set_xlim(-0.2, 1.2)
+    ax.set_ylim(-0.2, height + 0.18)
+    ax.set_aspect("equal")
+    ax.axis("off")

@@ -101,36 +101,64 @@ def save_map_png(probs, path, valid=None, scale: int | None = None, scheme: str 
     return path
 
 
-def save_figure(probs, path, valid=None, labels=None, title: str | None = None, scheme: str = "paper") -> Path:
+def save_figure(probs, path, valid=None, labels=None, title: str | None = None, scheme: str = "paper",
+                calibration=None, key: bool = True) -> Path:
     """A PNG figure: the domain map (``rgb_map`` in ``scheme``) and the confidence map (stacked for
     wide scans), labels marked.
 
     ``labels`` are ``(positions (n, 2) as (x, y), classes (n,))``; each labelled position is a
     dot in its class colour (``al4dstem.colors``, the labeller's colours) with a black rim.
+    ``calibration`` (the scan's ``Calibration``): a scale bar in the file's units, and pixels as
+    wide as the scan steps. ``key``: a triangle beside the map giving the colour of every mixture
+    of the classes (walls, uncertain positions).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
+    from al4dstem.figures import add_scale_bar, draw_ternary_key
+
     probs = _check_probs(probs)
     rows, cols = probs.shape[:2]
     colours = np.array(class_hex("class"))
-    stacked = cols >= 2 * rows  # wide scans: map above confidence; others side by side
+    step_y, step_x, units = _scan_steps(calibration)
+    aspect = step_y / step_x if units else 1.0  # a pixel as tall as a scan row is long
+    stacked = cols >= 2 * rows * aspect  # wide scans: map above confidence; others side by side
     panel_w = 9.5 if stacked else 4.6
-    panel_h = min(6.0, max(1.0, panel_w * rows / cols))
+    panel_h = min(6.0, max(1.0, panel_w * rows * aspect / cols))
     size = (11.0, 2 * panel_h + 1.3) if stacked else (11.0, panel_h + 1.4)
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
-    ax_map, ax_conf = fig.subplots(*((2, 1) if stacked else (1, 2)), sharex=True, sharey=True)
-    ax_map.imshow(rgb_map(probs, valid, scheme), interpolation="nearest", aspect="equal")
+    if stacked:
+        grid = fig.add_gridspec(2, 2, width_ratios=[1, 0.13])
+        ax_map, ax_conf = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0])
+        ax_key, ax_bar = fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 1])
+    else:
+        grid = fig.add_gridspec(1, 4, width_ratios=[1, 0.32, 1, 0.05])
+        ax_map, ax_key = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+        ax_conf, ax_bar = fig.add_subplot(grid[0, 2]), fig.add_subplot(grid[0, 3])
+    ax_conf.sharex(ax_map)
+    ax_conf.sharey(ax_map)
+    ax_map.imshow(rgb_map(probs, valid, scheme), interpolation="nearest", aspect=aspect)
     legend = ("R none, G vertical, B horizontal" if scheme == "paper"
               else "cyan none, yellow vertical, red horizontal")
     ax_map.set_title(f"domain map: {legend}\n(black: not classifiable)", fontsize=8, loc="left")
     conf = ax_conf.imshow(confidence_map(probs, valid), cmap="viridis", vmin=0, vmax=1,
-                          interpolation="nearest", aspect="equal")
+                          interpolation="nearest", aspect=aspect)
     ax_conf.set_title("confidence: 1 - normalised entropy\n(white: not classifiable)", fontsize=8, loc="left")
-    fig.colorbar(conf, ax=[ax_map, ax_conf], fraction=0.015 if stacked else 0.03, pad=0.01)
+    if stacked:  # a slim colour bar in the lower cell, beside the confidence map
+        ax_bar.set_axis_off()
+        fig.colorbar(conf, ax=ax_bar, fraction=0.25, location="left")
+    else:
+        fig.colorbar(conf, cax=ax_bar)
+    if key:
+        draw_ternary_key(ax_key, scheme)
+    else:
+        ax_key.set_axis_off()
+    if units:
+        for ax in (ax_map, ax_conf):
+            add_scale_bar(ax, step_x, units, cols, rows)
     if labels is not None:
         pos, cls = (np.asarray(a) for a in labels)
         if len(pos):
@@ -146,7 +174,12 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None, 
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4 if stacked else "auto", integer=True))
         ax.set_xlabel("x (scan column)")
         ax.set_ylabel("y (scan row)")
-        ax.label_outer()
+    if stacked:
+        ax_map.tick_params(labelbottom=False)
+        ax_map.set_xlabel("")
+    else:
+        ax_conf.tick_params(labelleft=False)
+        ax_conf.set_ylabel("")
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)
@@ -157,64 +190,103 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None, 
     return path
 
 
+def _scan_steps(calibration) -> tuple[float, float, str | None]:
+    """``(row step, column step, units)`` of a calibrated scan (units None when it is not, or when the
+    two axes are in different units)."""
+    if calibration is None:
+        return 1.0, 1.0, None
+    rows_axis, cols_axis = calibration.scan
+    if not (rows_axis.calibrated and cols_axis.calibrated) or rows_axis.units != cols_axis.units:
+        return 1.0, 1.0, None
+    if not (rows_axis.scale > 0 and cols_axis.scale > 0):
+        return 1.0, 1.0, None
+    return float(rows_axis.scale), float(cols_axis.scale), cols_axis.units
+
+
 # ---------------------------------------------------------------- prediction files
 
 
-def output_paths(prefix) -> dict[str, Path]:
-    """The files of a prediction ``PREFIX`` (a trailing ``.npy`` is dropped): probs, valid, png, figure."""
+def output_paths(prefix, format: str = "npy", provenance: bool = False) -> dict[str, Path]:
+    """The files of a prediction ``PREFIX`` (a trailing ``.npy`` / ``.hspy`` / ``.zspy`` / ``.emd`` is dropped):
+    probs (``PREFIX.npy``, or the map as ``PREFIX.hspy|zspy|emd``), valid (``.npy`` only: the exported
+    formats mark unclassified positions NaN), png, figure, and with ``provenance`` ``PREFIX.json``."""
+    from al4dstem.export import EXTENSIONS, check_format
+
+    format = check_format(format)
     prefix = Path(prefix)
-    if prefix.name in ("", ".", "..") or prefix.is_dir():  # `--out .` or `--out results/`: a folder, no name
+    if prefix.name in ("", ".", "..") or (prefix.is_dir() and prefix.suffix.lower() != ".zspy"):
+        # `--out .` or `--out results/`: a folder, no name
         raise Al4dstemError(f"{prefix}: is a folder, expected a file prefix such as {os.path.join(prefix, 'map')}")
-    if prefix.suffix.lower() == ".npy":
+    if prefix.suffix.lower() in EXTENSIONS.values():
         prefix = prefix.with_suffix("")
     name = prefix.name
-    return {"probs": prefix.with_name(f"{name}.npy"), "valid": prefix.with_name(f"{name}_valid.npy"),
-            "png": prefix.with_name(f"{name}.png"), "figure": prefix.with_name(f"{name}_figure.png")}
+    paths = {"probs": prefix.with_name(f"{name}{EXTENSIONS[format]}")}
+    if format == "npy":
+        paths["valid"] = prefix.with_name(f"{name}_valid.npy")
+    paths.update(png=prefix.with_name(f"{name}.png"), figure=prefix.with_name(f"{name}_figure.png"))
+    if provenance:
+        paths["provenance"] = prefix.with_name(f"{name}.json")
+    return paths
 
 
-def check_writable(prefix) -> dict[str, Path]:
+def check_writable(prefix, format: str = "npy", provenance: bool = False) -> dict[str, Path]:
     """The output paths of ``prefix``, after checking their folder exists and can be written."""
-    paths = output_paths(prefix)
+    from al4dstem.export import is_zarr_folder
+
+    paths = output_paths(prefix, format, provenance)
     folder = paths["probs"].parent
     if not folder.is_dir():
         raise Al4dstemError(f"{prefix}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise Al4dstemError(f"{prefix}: folder {folder} is not writable")
-    for p in paths.values():
-        if p.is_dir():
+    for k, p in paths.items():
+        if p.is_dir() and not (k == "probs" and p.suffix == ".zspy" and is_zarr_folder(p)):
             raise Al4dstemError(f"{p}: is a folder, expected a file name")
     return paths
 
 
-def write_prediction(prefix, probs, valid=None, labels=None, figure: bool = True) -> dict[str, Path]:
-    """Write ``PREFIX.npy``, ``PREFIX_valid.npy``, ``PREFIX.png`` and (if ``figure``) ``PREFIX_figure.png``.
+def write_prediction(prefix, probs, valid=None, labels=None, figure: bool = True, format: str = "npy",
+                     calibration=None, provenance: dict | None = None, scheme: str = "paper") -> dict[str, Path]:
+    """Write the map ``PREFIX.npy`` (+ ``PREFIX_valid.npy``) or ``PREFIX.hspy|zspy|emd``, ``PREFIX.png`` and
+    (if ``figure``) ``PREFIX_figure.png``; with ``provenance`` also ``PREFIX.json``.
 
-    Positions not classified (``valid`` False or a non-finite row) are stored as uniform 1/3 rows.
-    Every file is written beside its final name and renamed into place once all are written, so an
-    interrupted run leaves no half-written file (and no mix of old and new maps). Without
-    ``figure``, a figure left by an earlier run under the same prefix is removed.
+    In ``.npy``, positions not classified (``valid`` False or a non-finite row) are stored as uniform
+    1/3 rows; the exported formats (``al4dstem.export``) hold NaN there, with the scan's
+    ``calibration`` on the navigation axes and the provenance in their metadata. Every file is
+    written beside its final name and renamed into place once all are written, so an interrupted
+    run leaves no half-written file (and no mix of old and new maps). Without ``figure``, a figure
+    left by an earlier run under the same prefix is removed.
     """
-    paths = check_writable(prefix)
+    import json
+
+    from al4dstem.export import remove, replace, temporary_path, write_map
+
+    paths = check_writable(prefix, format, provenance is not None)
     probs = _check_probs(probs)
     valid = valid_mask(probs, valid)
-    stored = np.where(valid[..., None], probs, np.float32(1 / len(CLASSES))).astype(np.float32)
     if not figure:
         paths.pop("figure").unlink(missing_ok=True)
-    temps = {k: p.with_name(f".{p.stem}.{os.getpid()}.tmp{p.suffix}") for k, p in paths.items()}
+    temps = {k: temporary_path(p) for k, p in paths.items()}
     try:
         try:
-            np.save(temps["probs"], stored)
-            np.save(temps["valid"], valid)
+            if format == "npy":
+                stored = np.where(valid[..., None], probs, np.float32(1 / len(CLASSES))).astype(np.float32)
+                np.save(temps["probs"], stored)
+                np.save(temps["valid"], valid)
+            if provenance is not None:
+                temps["provenance"].write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
         except OSError as e:
             raise Al4dstemError(f"{paths['probs']}: cannot write ({e.strerror or e})") from None
-        save_map_png(probs, temps["png"], valid)
+        if format != "npy":
+            write_map(temps["probs"], format, probs, valid, calibration, provenance)
+        save_map_png(probs, temps["png"], valid, scheme=scheme)
         if figure:
-            save_figure(probs, temps["figure"], valid, labels)
+            save_figure(probs, temps["figure"], valid, labels, scheme=scheme, calibration=calibration)
         for k, p in paths.items():
-            os.replace(temps[k], p)
+            replace(temps[k], p)
     finally:
         for t in temps.values():
-            t.unlink(missing_ok=True)
+            remove(t)
     return paths
 
 

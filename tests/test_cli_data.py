@@ -103,7 +103,7 @@ def bad_inputs(tmp: Path):
         ("wrong --dataset", tmp / "two.h5", ["--dataset", "c"], "no such dataset"),
         ("png gaps", tmp / "gaps", [], "x=1, y=1"),
         ("png sizes", tmp / "sizes", [], "1_1.png: image is 5 x 4 pixels"),
-        ("raw size", tmp / "short.raw", [], "not a square scan of EMPAD frames"),
+        ("raw size", tmp / "short.raw", [], "not a whole number of EMPAD frames"),
     ]
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from al4dstem.data import Dataset, open_dataset
-from al4dstem.data import readers as readers_module
+from al4dstem.data.formats import hdf5 as hdf5_module
 from al4dstem.data.png_folder import PngFolder
 from al4dstem.errors import Al4dstemError
 
@@ -78,7 +78,7 @@ def test_npy_bad_inputs(tmp_path):
     with pytest.raises(Al4dstemError, match=r"scan.tiff: unknown data format '.tiff'") as e:
         open_dataset(tmp_path / "scan.tiff")
     one_line(e)
-    with pytest.raises(Al4dstemError, match="--dataset only applies to HDF5"):
+    with pytest.raises(Al4dstemError, match="--dataset only applies to files holding several datasets"):
         open_dataset(tmp_path / "cut.npy", dataset="data")
 
 
@@ -151,7 +151,7 @@ def test_py4dstem_read_fallback(tmp_path, py4dstem, monkeypatch):
     arr = scan()
     py4dstem.save(str(tmp_path / "cube.emd"), py4dstem.DataCube(data=arr), mode="o")
     # h5py finding nothing in a py4DSTEM-native file: py4DSTEM.read takes over
-    monkeypatch.setattr(readers_module, "_datasets_4d", lambda f, h5py: [])
+    monkeypatch.setattr(hdf5_module, "datasets_4d", lambda f, h5py: [])
     ds = open_dataset(tmp_path / "cube.emd")
     assert ds.format == "py4DSTEM"
     assert_round_trip(ds, arr)
@@ -180,8 +180,12 @@ def test_empad_raw_round_trip(tmp_path, py4dstem):
 
 def test_empad_raw_of_the_wrong_size(tmp_path):
     (tmp_path / "short.raw").write_bytes(b"\0" * (130 * 128 * 4 * 3))
-    with pytest.raises(Al4dstemError, match="short.raw: 199,680 bytes is not a square scan of EMPAD frames") as e:
+    with pytest.raises(Al4dstemError, match="short.raw: 3 EMPAD frames and no scan shape .*: give --scan-shape") as e:
         open_dataset(tmp_path / "short.raw")
+    one_line(e)
+    (tmp_path / "cut.raw").write_bytes(b"\0" * (130 * 128 * 4 * 3 - 10))
+    with pytest.raises(Al4dstemError, match="cut.raw: 199,670 bytes is not a whole number of EMPAD frames") as e:
+        open_dataset(tmp_path / "cut.raw")
     one_line(e)
 
 
@@ -197,30 +201,34 @@ def write_mib(path, frames: np.ndarray):
         for frame in frames.reshape(-1, 256, 256).astype(">u2"):
             f.write(head)
             f.write(frame.tobytes())
-    path.with_suffix(".hdr").write_text(f"ScanX:\t{cols}\nScanY:\t{rows}\n")
+    # as a Merlin writes it for a raster scan: one trigger per scan line
+    path.with_suffix(".hdr").write_text(f"HDR,\t\nFrames in Acquisition (Number):\t{rows * cols}\n"
+                                        f"Frames per Trigger (Number):\t{cols}\nEnd\t\n")
 
 
-def test_mib_round_trip(tmp_path, py4dstem):
+def test_mib_round_trip(tmp_path):
     frames = np.random.default_rng(4).integers(0, 4096, (2, 3, 256, 256)).astype(np.uint16)
     write_mib(tmp_path / "scan.mib", frames)
     ds = open_dataset(tmp_path / "scan.mib")
-    assert ds.format == "mib" and ds.scan_shape == (2, 3) and isinstance(ds.array, np.memmap)
-    np.testing.assert_array_equal(ds.load(), frames)
-    np.testing.assert_array_equal(ds.pattern(2, 1), frames[1, 2])
+    assert ds.format == "mib" and ds.scan_shape == (2, 3) and ds.reader.startswith("rosettasciio")
+    flipped = frames[..., ::-1, :]  # rosettasciio turns Merlin frames upside down (bottom row stored first)
+    np.testing.assert_array_equal(ds.load(), flipped)
+    np.testing.assert_array_equal(ds.pattern(2, 1), flipped[1, 2])
 
 
-def test_import_errors_are_one_line(tmp_path, py4dstem, capsys):
+def test_import_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "scan.dm4").write_bytes(np.random.default_rng(5).bytes(2000))
-    with pytest.raises(Al4dstemError, match=r"scan.dm4: py4DSTEM could not import this .dm4 file \(") as e:
+    with pytest.raises(Al4dstemError, match=r"scan.dm4: rosettasciio could not read it \(") as e:
         open_dataset(tmp_path / "scan.dm4")
     one_line(e)
     frames = np.zeros((1, 3, 256, 256), np.uint16)
     write_mib(tmp_path / "noheader.mib", frames)
     (tmp_path / "noheader.hdr").unlink()
-    with pytest.raises(Al4dstemError, match="no noheader.hdr beside it to give the scan size") as e:
+    with pytest.raises(Al4dstemError, match="no noheader.hdr beside it and the frame timestamps do not show the "
+                                            "scan lines: give --scan-shape ROWSxCOLS") as e:
         open_dataset(tmp_path / "noheader.mib")
     one_line(e)
-    assert capsys.readouterr().out == ""  # py4DSTEM's chatter does not reach stdout
+    assert capsys.readouterr().out == ""  # the readers' chatter does not reach stdout
 
 
 # ---------------------------------------------------------------- PNG folders

@@ -8,18 +8,29 @@ from al4dstem.cli.app import app, console, out
 from al4dstem.cli.checks import check_at_least
 from al4dstem.errors import Al4dstemError
 
+MODEL_SUFFIXES = (".pt", ".pth", ".ckpt")
+
 
 @app.command()
 def info(
-    data: str = typer.Argument(..., help="4D-STEM data: .npy, .h5/.hdf5/.emd/.py4dstem, .dm3/.dm4/.mib/.raw "
-                                         "or a folder of X_Y*.png."),
-    dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
+    data: str = typer.Argument(..., help="4D-STEM data (.npy, .h5/.emd/.py4dstem, .mib, .blo, .dm3/.dm4, .hspy/.zspy, "
+                                         ".mrc, .nxs, .app5, EMPAD .xml/.raw, .tvips, ARINA master .h5, a folder "
+                                         "of X_Y*.png), or a model file written by `al4dstem train`."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Which dataset, in a file holding several "
+                                                               "(HDF5 path, or number / title)."),
+    scan_shape: str | None = typer.Option(None, "--scan-shape", metavar="ROWSxCOLS",
+                                          help="Scan shape for frames without one (raw files, stacks)."),
 ) -> None:
-    """Format, shape, dtype, size, broken patterns and a virtual bright-field image of DATA."""
+    """Format, shape, dtype, size, calibration, broken patterns and a virtual bright-field image of DATA;
+    for a model file, what it was trained on and how (provenance)."""
+    from pathlib import Path
+
+    if Path(data).suffix.lower() in MODEL_SUFFIXES and Path(data).is_file():
+        return _model_info(Path(data))
     from al4dstem.data import open_dataset
     from al4dstem.data.preview import ScanImage, describe, nonfinite_note
 
-    ds = open_dataset(data, dataset=dataset)
+    ds = open_dataset(data, dataset=dataset, scan_shape=scan_shape)
     if console.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -35,6 +46,30 @@ def info(
     out.print(ScanImage(survey.marked_image()))
     if len(survey.nonfinite):  # the whole report is printed, and scripts still see bad data by the exit code
         raise Al4dstemError(f"{ds.source}: {nonfinite_note(survey)}")
+
+
+def _model_info(path) -> None:
+    """What ``al4dstem info model.pt`` prints: the network, its training, and its provenance."""
+    from al4dstem.models.checkpoint import read_checkpoint
+    from al4dstem.provenance import describe
+
+    payload = read_checkpoint(path)
+    shape = payload["detector_shape"]
+    counts = ", ".join(f"{k} {v}" for k, v in payload.get("label_counts", {}).items()) or "not recorded"
+    training = payload.get("training", {})
+    size = payload["network_config"].get("input_size")
+    lines = [("model", str(path)), ("network", f"{payload['network']} (input {size} px)"),
+             ("detector", f"{shape[0]} x {shape[1]} pixels (rows x cols): predict maps data of this size"),
+             ("labels", f"{payload.get('n_labels', '?')} ({counts})")]
+    if training:
+        lines.append(("training", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in training.items() if not isinstance(v, (dict, list)))))
+    if payload.get("versions"):
+        lines.append(("written by", ", ".join(f"{k} {v}" for k, v in payload["versions"].items())))
+    record = payload.get("provenance")
+    lines += describe(record) if record else [("provenance", "not recorded (a model written before al4dstem kept it)")]
+    for key, value in lines:
+        out.print(f"{key:<11} {value}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from al4dstem.data.calibration import Calibration
 from al4dstem.errors import Al4dstemError
 
 Progress = Callable[[int, int], None]  # (patterns done, patterns in total)
@@ -60,9 +61,16 @@ class Dataset:
     source : where it came from (path or description), used in messages.
     format : short name of the file format.
     size_on_disk : bytes on disk, if known.
+    calibration : scan step, detector pixel size and beam energy as the file gives them
+        (``al4dstem.data.calibration.Calibration``; uncalibrated when None).
+    reader : how the data are read (e.g. ``rosettasciio 0.15.0, lazy``), for people.
+    notes : remarks about how the file was understood (a scan shape given or guessed, frames left
+        out), shown by ``al4dstem info``.
+    path : the file or folder read, when there is one (provenance fingerprints it).
     """
 
-    def __init__(self, array, source: str = "<array>", format: str = "array", size_on_disk: int | None = None):
+    def __init__(self, array, source: str = "<array>", format: str = "array", size_on_disk: int | None = None,
+                 calibration=None, reader: str = "", notes=(), path=None):
         shape = tuple(int(s) for s in array.shape)
         if len(shape) != 4:
             raise Al4dstemError(
@@ -79,6 +87,10 @@ class Dataset:
         self.source = source
         self.format = format
         self.size_on_disk = size_on_disk
+        self.calibration = calibration if calibration is not None else Calibration()
+        self.reader = reader
+        self.notes = tuple(notes)
+        self.path = path
 
     # ------------------------------------------------------------------ shape
     @property

@@ -135,20 +135,23 @@ def _rgb(v: float) -> tuple[int, int, int]:
 
 
 def describe(ds: Dataset, survey: Survey) -> list[tuple[str, str]]:
-    """``(key, value)`` lines about a dataset: format, shape, dtype, size, broken patterns."""
+    """``(key, value)`` lines about a dataset: format, shape, dtype, size, calibration, broken patterns."""
     rows, cols = ds.scan_shape
     disk = human_bytes(ds.size_on_disk) if ds.size_on_disk is not None else "unknown"
     bad = len(survey.nonfinite)
-    return [
+    lines = [
         ("data", ds.source),
-        ("format", ds.format),
+        ("format", ds.format + (f" (read by {ds.reader})" if ds.reader else "")),
         ("scan", f"{cols} x {rows} (cols x rows), {ds.n_positions:,} positions"),
         ("detector", f"{ds.detector_shape[0]} x {ds.detector_shape[1]} pixels (rows x cols)"),
         ("array", f"{ds.shape} = (scan rows, scan cols, detector rows, detector cols)"),
         ("dtype", ds.dtype.name + (" (big-endian)" if ds.dtype.byteorder == ">" else "")),
         ("size", f"{disk} on disk, {human_bytes(ds.nbytes)} as an array"),
+        *ds.calibration.describe(),
         ("non-finite", nonfinite_note(survey) if bad else "0 patterns"),
     ]
+    lines += [("note", note) for note in ds.notes]
+    return lines
 
 
 def nonfinite_note(survey: Survey) -> str:

@@ -217,3 +217,21 @@ def _check_optional(payload: dict) -> None:
         raise ValueError("history holds entries that are not records")
     versions = payload.get("versions", {})
     _kind("versions", versions, dict)
+    _kind("provenance", payload.get("provenance", {}), dict)  # see al4dstem.provenance; shown, never acted on
+
+
+def add_fields(path, **fields) -> Path:
+    """Add top-level fields (such as ``provenance``) to an existing checkpoint, rewriting it atomically."""
+    import torch
+
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise Al4dstemError(f"{path}: not a readable al4dstem model ({_first_line(e)})") from None
+    payload.update(fields)
+    return write_checkpoint(path, {k: v for k, v in payload.items() if k not in ("format", "format_version")})
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
