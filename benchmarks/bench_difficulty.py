@@ -16,7 +16,7 @@ the same as the standalone one (same seed, same labels: deterministic on one thr
 with the temperature from its out-of-fold logits; its time is the cross-validation plus that fit.
 
     python benchmarks/bench_difficulty.py [--rungs easy default ...] [--seeds 0 1 2 3 4]
-        [--budgets 20 50] [--models ghost softmax pca-knn default auto] [--workers 2]
+        [--budgets 20 50] [--models ghost "ghost 3x3" ... default auto] [--workers 2]
         [--out benchmarks/results/difficulty]
 
 Writes ``OUT.json`` (every run) and ``OUT.md`` (mean +- sd tables). Each worker process runs
@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODELS = ("ghost", "softmax", "pca-knn", "default", "auto")
+MODELS = ("ghost", "ghost 3x3", "ghost 5x5", "softmax", "softmax 3x3", "pca-knn", "default", "auto")
 ACCEPT_ACCURACY, ACCEPT_RECALL, ACCEPT_TRAIN_S = 0.92, 0.8, 60.0
 
 
@@ -56,6 +56,14 @@ def label_positions(dataset, truth, budget: int, noise: float, seed: int):
             return as_arrays(store.rows)
 
 
+def near_boundaries(truth, reach: int = 2):
+    """Bool map: positions within ``reach`` scan pixels of another class (walls and their edges)."""
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    size = 2 * reach + 1
+    return maximum_filter(truth, size, mode="nearest") != minimum_filter(truth, size, mode="nearest")
+
+
 def score(probs, truth, positions) -> dict:
     import numpy as np
 
@@ -65,8 +73,11 @@ def score(probs, truth, positions) -> dict:
     mask[positions[:, 1], positions[:, 0]] = False
     p, t = probs[mask], truth[mask]
     pred = p.argmax(1)
+    edge = near_boundaries(truth)[mask]
     return {"accuracy": float((pred == t).mean()),
             "recall": [float((pred[t == c] == c).mean()) if (t == c).any() else float("nan") for c in range(3)],
+            "boundary_accuracy": float((pred[edge] == t[edge]).mean()),
+            "interior_accuracy": float((pred[~edge] == t[~edge]).mean()),
             "ece": expected_calibration_error(p, t)}
 
 
@@ -91,7 +102,8 @@ def run_job(job: dict) -> dict:
     from al4dstem.engines.local import predict_dataset
     from al4dstem.models import CNNClassifier
     from al4dstem.models.calibration import fit_temperature, softmax
-    from al4dstem.models.selection import CANDIDATES, choose, cross_validate
+    from al4dstem.models.neighbourhood import model_dataset
+    from al4dstem.models.selection import POOLED_CANDIDATES, choose, cross_validate, parse
     from al4dstem.simulate import ladder_rung
 
     warnings.simplefilter("ignore")
@@ -103,15 +115,17 @@ def run_job(job: dict) -> dict:
            "models": {}}
     fitted = {}
     for name in [m for m in job["models"] if m != "auto"] + (
-            [m for m in CANDIDATES if m not in job["models"]] if "auto" in job["models"] else []):
+            [m for m in POOLED_CANDIDATES if m not in job["models"]] if "auto" in job["models"] else []):
         start = time.perf_counter()
+        network, size = parse(name)
         try:
-            clf = CNNClassifier(network=name, dataset=ds, random_state=0, n_threads=1).fit(positions, classes)
+            clf = CNNClassifier(network=network, neighbourhood=size, dataset=ds, random_state=0,
+                                n_threads=1).fit(positions, classes)
         except Exception as e:  # a model that cannot run here (e.g. no lattice) is reported, not fatal
             out["models"][name] = {"error": str(e)}
             continue
         seconds = time.perf_counter() - start
-        probs, _ = predict_dataset(clf, ds, n_threads=1)
+        probs, _ = predict_dataset(clf, model_dataset(clf, ds), n_threads=1)
         t = float(clf.network_.temperature)
         fitted[name] = (probs, t, seconds)
         if name in job["models"]:
@@ -122,8 +136,8 @@ def run_job(job: dict) -> dict:
         start = time.perf_counter()
         auto = CNNClassifier(network="auto", dataset=ds, random_state=0, n_threads=1)
         auto.initialize(ds.detector_shape)
-        table, oof, prepared, _ = cross_validate(auto, positions, classes, ds.detector_shape)
-        kept, reason = choose(table, prepared)
+        table, oof, prepared, context = cross_validate(auto, positions, classes, ds.detector_shape)
+        kept, reason = choose(table, prepared, context["candidates"])
         cv_seconds = time.perf_counter() - start
         probs, t_own, seconds = fitted[kept]
         raw = raw_probs(probs, t_own)
@@ -152,6 +166,7 @@ def _cell(values, digits: int = 3) -> str:
 
 
 def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
+    from al4dstem.models.selection import parse
     from al4dstem.simulate import ladder_rung
 
     lines = ["# Difficulty ladder (issue 12)", "",
@@ -175,6 +190,9 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
 
     lines += ["", "## Accuracy (mean ± sd over seeds)", ""] + cells(lambda s: s["accuracy"])
     lines += ["", "## Recall of none (walls), mean ± sd", ""] + cells(lambda s: s["recall"][0])
+    lines += ["", "## Accuracy within 2 scan pixels of a domain boundary (the cost of pooling), mean ± sd", ""]
+    lines += cells(lambda s: s["boundary_accuracy"])
+    lines += ["", "## Accuracy further from boundaries, mean ± sd", ""] + cells(lambda s: s["interior_accuracy"])
     lines += ["", "## Lowest per-class recall, mean ± sd", ""] + cells(lambda s: min(s["recall"]))
     lines += ["", "## Expected calibration error: raw (temperature 1) -> calibrated, mean over seeds", "",
               f"| rung | labels | {' | '.join(models)} |", "|---|---|" + "---|" * len(models)]
@@ -190,7 +208,7 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
     if "auto" in models:
         lines += ["", "## What auto kept (count over seeds) and its training time", "",
                   "| rung | labels | kept | train s (mean, max) |", "|---|---|---|---|"]
-        baselines = [m for m in models if m not in ("auto", "default")]
+        baselines = [m for m in models if parse(m)[0] in ("ghost", "softmax", "pca-knn")]
         for name in rungs:
             for budget in budgets:
                 sel = [r for r in runs if r["rung"] == name and r["budget"] == budget and "auto" in r["models"]]

@@ -315,3 +315,72 @@ def test_ece_of_a_calibrated_model_is_small_and_nan_rows_are_left_out():
     p[:10] = np.nan
     assert np.isfinite(expected_calibration_error(p, y))
     assert np.isnan(expected_calibration_error(np.full((2, 3), np.nan), np.array([0, 1])))
+
+
+# ---------------------------------------------------------------- neighbourhood pooling
+
+
+def _brute_pool(a: np.ndarray, size: int) -> np.ndarray:
+    h = size // 2
+    rows, cols = a.shape[:2]
+    out = np.zeros(a.shape, np.float64)
+    for y in range(rows):
+        for x in range(cols):
+            block = a[max(0, y - h):y + h + 1, max(0, x - h):x + h + 1].astype(np.float64)
+            out[y, x] = block.sum(axis=(0, 1)) if a.dtype.kind in "ui" else block.mean(axis=(0, 1))
+    return out
+
+
+@FAST
+@given(rows=st.integers(1, 7), cols=st.integers(1, 7), size=st.sampled_from([3, 5]), floats=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_pooled_array_matches_a_brute_force_pool(rows, cols, size, floats, seed):
+    from al4dstem.models.neighbourhood import PooledArray
+
+    rng = np.random.default_rng(seed)
+    a = rng.random((rows, cols, 3, 2)).astype(np.float32) if floats else rng.integers(0, 65535, (rows, cols, 3, 2),
+                                                                                       dtype=np.uint16)
+    want = _brute_pool(a, size)
+    pooled = PooledArray(a, size)
+    assert np.allclose(pooled[0:rows], want, rtol=1e-5)
+    y, x = rng.integers(rows), rng.integers(cols)
+    assert np.allclose(pooled[y, x], want[y, x], rtol=1e-5)
+    assert np.allclose(pooled[int(y), 0:cols], want[y], rtol=1e-5)
+    ys, xs = rng.integers(0, rows, 4), rng.integers(0, cols, 4)
+    assert np.allclose(pooled[ys, xs], want[ys, xs], rtol=1e-5)
+
+
+def test_pooled_dataset_streams_what_it_gets():
+    from al4dstem.models.neighbourhood import pooled
+
+    a = np.random.default_rng(0).integers(0, 50, (6, 5, 4, 4), dtype=np.uint16)
+    ds = pooled(a, 3)
+    assert ds.detector_shape == (4, 4) and ds.scan_shape == (6, 5) and "3 x 3" in ds.source
+    streamed = np.concatenate([b.patterns for b in ds.iter_batches(7)])
+    assert np.array_equal(streamed, ds.get(ds.all_positions()))
+    assert np.array_equal(streamed.reshape(a.shape), _brute_pool(a, 3))
+    assert pooled(a, 1).array is a
+    with pytest.raises(Exception, match="neighbourhood must be one of"):
+        pooled(a, 4)
+
+
+def test_pooled_model_saves_its_neighbourhood_and_refuses_pattern_batches(tmp_path):
+    from al4dstem.models.neighbourhood import model_dataset
+
+    patterns, truth, _ = scan(31.0, counting=True, ghost_strength=0.03, dose=3e4, seed=2)
+    data = patterns.reshape(14, 18, 64, 64)
+    rng = np.random.default_rng(0)
+    pick = np.sort(np.concatenate([rng.choice(np.flatnonzero(truth == c), 6, replace=False) for c in range(3)]))
+    positions = np.stack([pick % 18, pick // 18], axis=1)
+    clf = CNNClassifier(network="ghost", neighbourhood=3, dataset=data).fit(positions, truth[pick])
+    assert clf.neighbourhood_ == 3
+    with pytest.raises(Exception, match="pass scan positions"):
+        clf.predict_proba(patterns[:2])
+    path = tmp_path / "m.pt"
+    clf.save(path)
+    light = TrainedNetwork.load(path)
+    mapped = model_dataset(light, data)
+    assert "3 x 3" in mapped.source
+    x = light.preprocessing_(mapped.get(positions))
+    assert np.allclose(light.forward_preprocessed(x), clf.predict_proba(positions), atol=1e-5)
+    assert CNNClassifier.load(path, dataset=data).neighbourhood_ == 3

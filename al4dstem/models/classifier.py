@@ -59,7 +59,7 @@ N_CLASSES = len(CLASSES)
 # hyper-parameters a checkpoint keeps (dataset and preprocessing are stored their own way)
 # (run-time settings such as verbose and n_threads belong to the machine and run, not the model)
 _STORED_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "augment", "class_weight",
-                  "random_state", "symmetries", "calibrate", "cv")
+                  "random_state", "symmetries", "calibrate", "cv", "neighbourhood")
 SYMMETRY_CHOICES = ("lattice", "rotations", "aligned")
 HELDOUT_FOLDS = 5  # folds of the baselines' own cross-validation (held-out logits for the temperature)
 _LATTICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # dataset -> (mean pattern, lattice)
@@ -137,6 +137,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         a lattice along the detector axes: wrong for a rotated lattice).
     calibrate : fit a temperature on held-out labels (the probabilities become calibrated).
     cv : folds of the cross-validation that ``network="auto"`` scores the models by.
+    neighbourhood : pool each pattern with its ``n x n`` scan neighbours before classification
+        (1, 3 or 5; ``al4dstem.models.neighbourhood``: up to n times the signal-to-noise, walls
+        blurred by n // 2 positions). None: 1, and with "auto" cross-validation also tries 3 x 3
+        and 5 x 5 for the ghost model and 3 x 3 for softmax. Needs positions, not pattern batches;
+        ``neighbourhood.model_dataset(model, dataset)`` gives what to map.
 
     Learned: ``network_`` (eval mode), ``network_name_`` (which network: with "auto", the kept
     one), ``preprocessing_``, ``detector_shape_``, ``classes_`` (always 0, 1, 2), ``history_``
@@ -146,7 +151,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
 
     def __init__(self, network="default", preprocessing=None, dataset=None, epochs=None, batch_size=32,
                  lr=None, weight_decay=2e-3, patience=None, augment=True, class_weight="balanced",
-                 n_threads=None, random_state=0, verbose=False, symmetries="lattice", calibrate=True, cv=3):
+                 n_threads=None, random_state=0, verbose=False, symmetries="lattice", calibrate=True, cv=3,
+                 neighbourhood=None):
         self.network = network
         self.preprocessing = preprocessing
         self.dataset = dataset
@@ -163,6 +169,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self.symmetries = symmetries
         self.calibrate = calibrate
         self.cv = cv
+        self.neighbourhood = neighbourhood
 
     # ------------------------------------------------------------------ set-up
     def initialize(self, detector_shape) -> CNNClassifier:
@@ -176,7 +183,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(CHOICES)})")
         if self.symmetries not in SYMMETRY_CHOICES:
             raise Al4dstemError(f"unknown symmetries {self.symmetries!r} (one of {', '.join(SYMMETRY_CHOICES)})")
+        from al4dstem.models.neighbourhood import check_size
+
         name = "default" if self.network == "auto" else self.network
+        self.neighbourhood_ = check_size(1 if self.neighbourhood is None else self.neighbourhood)
         self.detector_shape_ = tuple(int(s) for s in detector_shape)
         if len(self.detector_shape_) != 2 or min(self.detector_shape_) < 1:
             raise Al4dstemError(f"detector shape must be (rows, cols), got {detector_shape}")
@@ -211,6 +221,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             self._dataset_cache = (self.dataset, open_dataset(self.dataset))
         return self._dataset_cache[1]
 
+    def _source(self):
+        """The dataset as the model sees it: pooled over ``neighbourhood_`` (cached)."""
+        from al4dstem.models.neighbourhood import pooled
+
+        raw = self._dataset()
+        size = getattr(self, "neighbourhood_", 1)
+        cache = getattr(self, "_source_cache", None)
+        if cache is None or cache[0] is not raw or cache[1] != size:
+            self._source_cache = (raw, size, pooled(raw, size))
+        return self._source_cache[2]
+
     def check_compatible(self, dataset) -> None:
         """Refuse a dataset whose detector differs from the one the model was trained on."""
         self._check_fitted()
@@ -240,13 +261,16 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         """Yield ``(raw patterns, finite mask, positions or None)`` chunk by chunk."""
         kind, arr = self._kind(X)
         if kind == "positions":
-            ds = self._dataset()
+            ds = self._source()
             self._check_detector(tuple(ds.detector_shape), ds.source)
             for i in range(0, len(arr), CHUNK):
                 raw = ds.get(arr[i:i + CHUNK])
                 yield raw, finite_mask(raw), arr[i:i + CHUNK]
         else:
             self._check_detector(tuple(arr.shape[1:]), "the given pattern batch")
+            if getattr(self, "neighbourhood_", 1) > 1:
+                raise Al4dstemError(f"this model pools {self.neighbourhood_} x {self.neighbourhood_} scan neighbours: "
+                                    "pass scan positions (x, y), not pattern batches")
             for i in range(0, len(arr), CHUNK):
                 raw = arr[i:i + CHUNK]
                 yield raw, finite_mask(raw), None
@@ -484,6 +508,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         """Write one checkpoint file (see ``al4dstem.models.checkpoint``)."""
         self._check_fitted()
         params = {k: getattr(self, k) for k in _STORED_PARAMS}
+        params["neighbourhood"] = int(getattr(self, "neighbourhood_", 1))  # what the model needs, "auto" resolved
         checkpoint.write_checkpoint(path, {
             "network": self.network_name_,
             "network_config": network_config(self.network_),
@@ -510,6 +535,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             raise Al4dstemError(f"{path}: damaged al4dstem model ({e})") from None
         model.network_ = trained.network_
         model.network_name_ = trained.name
+        from al4dstem.models.neighbourhood import model_neighbourhood
+
+        try:
+            model.neighbourhood_ = model_neighbourhood(trained)
+        except Al4dstemError as e:
+            raise Al4dstemError(f"{path}: damaged al4dstem model ({e})") from None
         model.preprocessing_ = trained.preprocessing_
         model.detector_shape_ = trained.detector_shape_
         model.classes_ = np.arange(N_CLASSES)

@@ -1,7 +1,9 @@
 """``network="auto"``: fit every model on the same labels, score each by cross-validation, keep the best.
 
 The candidates are the ghost-feature model, softmax regression, PCA + kNN and the default CNN
-(``CANDIDATES``, in order of preference on a tie: the physics first, then the simpler). All see
+(``CANDIDATES``, in order of preference on a tie: the physics first, then the simpler); given
+scan positions (and no fixed ``neighbourhood``), also the ghost model pooled over 3 x 3 and
+5 x 5 scan neighbours and softmax over 3 x 3 (``POOLED_CANDIDATES``; unpooled first on a tie). All see
 the same stratified folds (``CNNClassifier.cv``, 3 by default), so their scores are paired. The
 CNN, by far the slowest, runs last, and not at all when a baseline already scored every label
 right (it could at best tie, and ties go to the simpler model). The
@@ -25,13 +27,30 @@ from al4dstem.labels import CLASSES
 from al4dstem.models.networks import CNN_NETWORKS
 
 CANDIDATES = ("ghost", "softmax", "pca-knn", "default")
+#: With positions and no fixed neighbourhood: the cheap models also pooled over scan neighbours.
+POOLED_CANDIDATES = ("ghost", "ghost 3x3", "ghost 5x5", "softmax", "softmax 3x3", "pca-knn", "default")
 N_CLASSES = len(CLASSES)
 
 
+def parse(name: str) -> tuple[str, int | None]:
+    """``"ghost 3x3"`` -> ``("ghost", 3)``; ``"ghost"`` -> ``("ghost", None)`` (the classifier's own)."""
+    network, _, size = name.partition(" ")
+    return network, (int(size.split("x")[0]) if size else None)
+
+
+def candidates_for(clf, X) -> tuple[str, ...]:
+    """The candidates ``network="auto"`` compares for ``clf`` and input ``X``."""
+    kind, _ = clf._kind(X)
+    return POOLED_CANDIDATES if kind == "positions" and clf.neighbourhood is None else CANDIDATES
+
+
 def _candidate(clf, name: str):
-    """A fresh classifier like ``clf`` for network ``name`` (the dataset shared, not copied)."""
+    """A fresh classifier like ``clf`` for candidate ``name`` (the dataset shared, not copied)."""
+    network, size = parse(name)
     params = clf.get_params(deep=False)
-    params["network"] = name
+    params["network"] = network
+    if size is not None:
+        params["neighbourhood"] = size
     return type(clf)(**params)
 
 
@@ -72,7 +91,7 @@ class _Stages:
                                                   "stage": text})
 
 
-def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=CANDIDATES):
+def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=None):
     """Score every candidate on the same folds. Returns ``(table, out-of-fold logits, prepared, context)``:
     ``table[name]`` the scores (or why it was skipped), ``prepared[name]`` ``(classifier, binned
     patterns, counts)`` ready for the final fit, ``context`` the lattice, folds and progress stages."""
@@ -80,10 +99,11 @@ def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candida
     from al4dstem.models.training import auto_epochs
 
     seed = int(clf.random_state or 0)
+    candidates = tuple(candidates or candidates_for(clf, X))
     mean, lattice = clf.scan_lattice(X)
     folds = cv_splits(y, int(clf.cv), seed)
     max_epochs = int(clf.epochs) if clf.epochs is not None else auto_epochs(len(y))
-    n_cnn = sum(name in CNN_NETWORKS for name in candidates)
+    n_cnn = sum(parse(name)[0] in CNN_NETWORKS for name in candidates)
     stages = _Stages(progress, n_cnn * max(1, len(folds)) * max_epochs + len(candidates))
     table: dict[str, dict] = {}
     oof: dict[str, np.ndarray] = {}
@@ -91,7 +111,8 @@ def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candida
     for name in candidates:
         start = time.perf_counter()
         perfect = [n for n in table if table[n].get("cv_accuracy") == 1.0]
-        if name in CNN_NETWORKS and perfect and folds:
+        network = parse(name)[0]
+        if network in CNN_NETWORKS and perfect and folds:
             table[name] = {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "n_scored": 0,
                            "seconds": 0.0, "skipped": f"{perfect[0]} already classifies every held-out label "
                                                      "right; a tie goes to the simpler model"}
@@ -101,7 +122,7 @@ def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candida
         try:
             cand.initialize(detector_shape)
             x, counts = cand._read_training_patterns(X)
-            if name == "ghost" and lattice is None:
+            if network == "ghost" and lattice is None:
                 raise Al4dstemError("no lattice of Bragg disks found in the mean pattern")
         except Al4dstemError as e:
             table[name] = {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "n_scored": 0,
@@ -113,21 +134,22 @@ def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candida
         for k, (train, test) in enumerate(folds):
             text = f"cross-validating {name}, fold {k + 1}/{len(folds)}"
             cand.initialize(detector_shape)
-            callback = stages.stage(text, max_epochs) if name in CNN_NETWORKS else None
+            callback = stages.stage(text, max_epochs) if network in CNN_NETWORKS else None
             try:
                 cand._fit_arrays(x[train], y[train], counts, mean, lattice, callback, calibrate=False)
             except Al4dstemError:
                 continue
             logits[test] = cand.predict_binned(x[test], temperature=False)
-            if name not in CNN_NETWORKS:
+            if network not in CNN_NETWORKS:
                 stages.step(text)
         oof[name] = logits
         table[name] = {**_scores(logits, y), "seconds": time.perf_counter() - start}
-    context = {"mean": mean, "lattice": lattice, "folds": folds, "stages": stages, "max_epochs": max_epochs}
+    context = {"mean": mean, "lattice": lattice, "folds": folds, "stages": stages, "max_epochs": max_epochs,
+               "candidates": candidates}
     return table, oof, prepared, context
 
 
-def choose(table: dict, prepared: dict, candidates=CANDIDATES) -> tuple[str, str]:
+def choose(table: dict, prepared: dict, candidates: tuple[str, ...]) -> tuple[str, str]:
     """``(kept network, reason)``: the highest cross-validated accuracy (then balanced accuracy, then
     the earlier candidate); without any score, the ghost model if it can run, else the first that can."""
     scored = [n for n in candidates if n in table and np.isfinite(table[n]["cv_accuracy"])]
@@ -137,21 +159,22 @@ def choose(table: dict, prepared: dict, candidates=CANDIDATES) -> tuple[str, str
         return best, "highest cross-validated accuracy"
     if not prepared:
         raise Al4dstemError("no model could be trained on these labels")
-    best = "ghost" if "ghost" in prepared else next(n for n in candidates if n in prepared)
+    best = "ghost" if "ghost" in prepared else next(n for n in candidates if n in prepared)  # unpooled: walls sharp
     return best, "too few labels to cross-validate"
 
 
-def fit_auto(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=CANDIDATES) -> None:
+def fit_auto(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=None) -> None:
     """Choose and fit ``clf``'s model (``clf.network == "auto"``) on positions or patterns ``X``."""
     table, oof, prepared, context = cross_validate(clf, X, y, detector_shape, progress, candidates)
-    best, reason = choose(table, prepared, candidates)
+    best, reason = choose(table, prepared, context["candidates"])
     cand, x, counts = prepared[best]
     cand.initialize(detector_shape)
     stages = context["stages"]
     text = f"training {best} on all {len(y)} labels"
-    callback = stages.stage(text, context["max_epochs"]) if best in CNN_NETWORKS else None
+    is_cnn = parse(best)[0] in CNN_NETWORKS
+    callback = stages.stage(text, context["max_epochs"]) if is_cnn else None
     cand._fit_arrays(x, y, counts, context["mean"], context["lattice"], callback, calibrate=False)
-    if best not in CNN_NETWORKS:
+    if not is_cnn:
         stages.step(text)
     if clf.calibrate:
         held = oof.get(best)
@@ -175,10 +198,10 @@ def selection_table(summary: dict) -> str:
              f"{sel['reason']}):"]
     for name, s in sel["scores"].items():
         if "skipped" in s:
-            lines.append(f"  {name:8s} skipped ({s['skipped']})")
+            lines.append(f"  {name:11s} skipped ({s['skipped']})")
             continue
         mark = "  <- kept" if name == sel["kept"] else ""
-        lines.append(f"  {name:8s} accuracy {s['cv_accuracy']:.3f}  balanced {s['cv_balanced_accuracy']:.3f}  "
+        lines.append(f"  {name:11s} accuracy {s['cv_accuracy']:.3f}  balanced {s['cv_balanced_accuracy']:.3f}  "
                      f"({s['seconds']:.1f} s){mark}")
     cal = summary.get("calibration")
     if cal:
