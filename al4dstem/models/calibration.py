@@ -8,7 +8,9 @@ change (the argmax is the same). A few dozen held-out labels are often all right
 plain likelihood drives ``T`` to 0 (certainty everywhere, also where the model is wrong). The
 fit therefore smooths the held-out labels by Laplace's rule of succession: ``1 / (n + 2)`` of
 each label's weight is spread over all classes, so ``n`` correct answers out of ``n`` ask for a
-confidence near ``(n + 1) / (n + 2)``, not 1. Held-out logits come from cross-validation (``network="auto"``
+confidence near ``(n + 1) / (n + 2)``, not 1. And with 20 held-out labels one unlucky fold can
+ask for any temperature: ``log T`` has a normal prior (sd ``PRIOR_SD``) that weighs like one
+label, so a few labels move ``T`` only as far as they can support. Held-out logits come from cross-validation (``network="auto"``
 and the baselines) or from the CNN's validation split.
 
 The expected calibration error (ECE) bins predictions by confidence (the top probability,
@@ -22,6 +24,7 @@ import numpy as np
 
 T_BOUNDS = (0.05, 20.0)
 N_BINS = 10
+PRIOR_SD = 1.0  # of log T
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -56,7 +59,12 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, bounds=T_BOUNDS) -> float
     if len(y) < 2:
         return 1.0
     smoothing = 1.0 / (len(y) + 2)
-    result = minimize_scalar(lambda log_t: smoothed_nll(logits, y, float(np.exp(log_t)), smoothing),
+    n = len(y)
+
+    def objective(log_t: float) -> float:
+        return smoothed_nll(logits, y, float(np.exp(log_t)), smoothing) + log_t**2 / (2 * PRIOR_SD**2 * n)
+
+    result = minimize_scalar(objective,
                              bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
                              options={"xatol": 1e-3})
     t = float(np.exp(result.x))
