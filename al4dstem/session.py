@@ -13,6 +13,7 @@ State changes happen under ``lock`` (views may live in other threads, e.g. a web
 
 from __future__ import annotations
 
+import copy
 import signal
 import threading
 from collections import OrderedDict
@@ -347,12 +348,16 @@ class LabellingSession:
             self.model_version += 1
 
     def _fit_in_background(self, labels) -> None:
+        # fit a shallow copy and swap it in when done: a fit rebuilds the model's learned
+        # attributes one by one, and the views and the sampler keep using the old model meanwhile
+        candidate = copy.copy(self.model)
         try:
-            _fit(self.model, labels, self.sampler)
+            _fit(candidate, labels, self.sampler)
         except Exception as e:  # reported at the next round, in the session's thread
             self._fit_error = e
         with self.lock:
             if self._fit_error is None:
+                self.model = candidate
                 self.model_version += 1
             self._changed()
 

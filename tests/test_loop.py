@@ -2,6 +2,7 @@
 defined here: budget, skip and undo, resuming, retraining, quitting, contract breaches."""
 
 import csv
+import time
 from datetime import datetime
 
 import numpy as np
@@ -11,7 +12,7 @@ from al4dstem.base import SKIP, UNDO, Answer, Model, Oracle, QuitLabelling, Samp
 from al4dstem.data import open_dataset
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import LabelStore, read_labels
-from al4dstem.loop import MODEL_ROUND, run_labelling
+from al4dstem.loop import MODEL_ROUND, drive, run_labelling
 from al4dstem.oracles import NoisyOracle, TruthOracle
 
 ROWS, COLS = 8, 10
@@ -373,3 +374,28 @@ def test_ctrl_c_outside_the_oracle_stops_like_quit(dataset, tmp_path):
 def test_bad_budget_is_refused(dataset, tmp_path):
     with pytest.raises(Al4dstemError, match="budget"):
         run_labelling(dataset, LabelStore(tmp_path / "l.csv"), GridThenBoundary(), TruthOracle(TRUTH), budget=0)
+
+
+class HalfwaySlowModel(NearestModel):
+    """Its fit sets ``X_`` first and ``y_`` a moment later: predicting from it mid-fit breaks."""
+
+    def fit(self, X, y):
+        self.X_ = np.asarray(X)
+        time.sleep(0.3)
+        return super().fit(X, y)
+
+
+def test_background_retraining_never_lets_the_sampler_see_a_half_fitted_model(dataset, tmp_path):
+    from al4dstem.session import LabellingSession
+
+    path = tmp_path / "l.csv"
+    with LabelStore(path, dataset.scan_shape) as store:
+        run_labelling(dataset, store, GridThenBoundary(), TruthOracle(TRUTH), budget=6)
+    model = HalfwaySlowModel().fit(np.array([[0, 0], [4, 4], [8, 4]]), np.array([1, 0, 2]))
+    budget = 6 + 3 * MODEL_ROUND
+    with LabelStore(path, dataset.scan_shape) as store:
+        session = LabellingSession(dataset, store, LeastConfident(), budget, model=model, background_retrain=True)
+        result = drive(session, TruthOracle(TRUTH))
+    assert result.labelled == budget
+    assert session.model is not model and session.model_version >= 1  # fitted copies were swapped in
+    assert len(session.model.y_) > 3
