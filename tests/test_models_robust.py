@@ -175,10 +175,14 @@ def test_mixing_augmentation_applies_the_wall_rule():
     n = 200
     x = torch.ones(n, 1, 2, 2)
     t = torch.nn.functional.one_hot(torch.arange(n) % 2 + 1, 3).float()  # vertical, horizontal alternating
-    _, ta = Augmenter(symmetry=False, mix=1.0, dose=(1.0, 1.0), resample=0.0, shift=0.0)(
+    _, ta = Augmenter(symmetry=False, mix=1.0, dose=(1.0, 1.0), resample=0.0, shift=0.0, mix_shape=1.0)(
         x, t, np.random.default_rng(3))
     assert ((ta == 0) | (ta == 1)).all()  # every v+h mix is a wall or its majority class
-    assert 0.2 < float(ta[:, NONE].mean()) < 0.5  # about a third of uniform mixing weights are walls
+    # half the partners are of the other class, and a third of uniform weights make walls of those
+    assert 0.1 < float(ta[:, NONE].mean()) < 0.25
+    _, tb = Augmenter(symmetry=False, mix=1.0, dose=(1.0, 1.0), resample=0.0, shift=0.0)(
+        x, t, np.random.default_rng(3))
+    assert ((tb == 0) | (tb == 1)).all() and float(tb[:, NONE].mean()) < float(ta[:, NONE].mean())
 
 
 # ---------------------------------------------------------------- collapse

@@ -204,8 +204,13 @@ class Augmenter:
     symmetry : a random symmetry per pattern (labels mapped).
     group : the symmetries to draw from, each with its label rule (``lattice_symmetries`` of the
         scan's lattice angle); None: the four rotations, valid at any lattice angle.
-    mix : share of patterns mixed with another pattern of the batch (weight uniform in 0..1;
-        labels mixed alike, then the wall rule ``wall_labels``).
+    mix : share of patterns mixed with another pattern of the batch (labels mixed alike, then the
+        wall rule ``wall_labels``).
+    mix_shape : the mixing weight is drawn from Beta(mix_shape, mix_shape): 1 is uniform; the
+        default 0.3 draws mostly near-pure mixes (a wall's edge) and some walls. With uniform
+        weights a third of vertical + horizontal mixes became none, and on faint scans the CNN
+        learnt to call weak ghosts none (faint scan at 31 degrees, 50 labels: 0.79 accuracy,
+        0.90 with 0.3).
     dose : range of the intensity factor (drawn log-uniformly).
     resample : share of count patterns Poisson-resampled at the new dose.
     shift : largest shift along each axis, as a fraction of the pattern side.
@@ -214,6 +219,7 @@ class Augmenter:
     symmetry: bool = True
     group: tuple[Symmetry, ...] | None = None
     mix: float = 0.5
+    mix_shape: float = 0.3
     dose: tuple[float, float] = (0.5, 2.0)
     resample: float = 0.5
     shift: float = 0.02
@@ -239,7 +245,7 @@ class Augmenter:
     def _mix(self, x, t, rng):
         n = len(x)
         partner = (np.arange(n) + rng.integers(1, n, size=n)) % n  # never itself
-        w = rng.uniform(0.0, 1.0, size=n)
+        w = rng.beta(self.mix_shape, self.mix_shape, size=n)
         w[rng.random(n) >= self.mix] = 1.0  # these stay as they are
         w = torch.from_numpy(w.astype(np.float32))
         p = torch.from_numpy(partner)

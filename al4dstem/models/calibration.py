@@ -10,8 +10,8 @@ fit therefore smooths the held-out labels by Laplace's rule of succession: ``1 /
 each label's weight is spread over all classes, so ``n`` correct answers out of ``n`` ask for a
 confidence near ``(n + 1) / (n + 2)``, not 1. And with 20 held-out labels one unlucky fold can
 ask for any temperature: ``log T`` has a normal prior (sd ``PRIOR_SD``) that weighs like one
-label, so a few labels move ``T`` only as far as they can support. Held-out logits come from cross-validation (``network="auto"``
-and the baselines) or from the CNN's validation split.
+label, so a few labels move ``T`` only as far as they can support. Held-out logits come from
+cross-validation (``network="auto"`` and the baselines) or from the CNN's validation split.
 
 The expected calibration error (ECE) bins predictions by confidence (the top probability,
 10 equal-width bins) and averages ``|accuracy - confidence|`` over bins, weighted by their
