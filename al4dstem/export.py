@@ -165,7 +165,7 @@ def read_map(path) -> tuple[np.ndarray, Calibration, dict]:
 
     plugin = {"hspy": "hspy", "zspy": "zspy", "emd": "emd"}[fmt]
     kwargs = {"stack_group": False} if fmt == "emd" else {}
-    signals = read_signals(plugin, path, lazy=False, **kwargs)
+    signals = read_signals(plugin, path, **kwargs)  # lazily: the EMD reader cannot load scalar metadata eagerly
     signal = next(s for s in signals if np.asarray(s["data"]).ndim == 3)
     axes = sorted(signal["axes"], key=lambda a: a.get("index_in_array", 0)) if all(
         "index_in_array" in a for a in signal["axes"]) else signal["axes"]

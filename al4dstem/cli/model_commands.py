@@ -15,7 +15,8 @@ from al4dstem.paths import Files, check_outputs
 
 @app.command()
 def train(
-    data: str = typer.Argument(..., help="4D-STEM data the labels belong to."),
+    data: list[str] = typer.Argument(..., help="4D-STEM data the labels belong to; several scans when the label "
+                                               "file names each row's scan (a scan column)."),
     labels: Path = typer.Option(..., "--labels", help="Label file (CSV or ghost-hunter YAML); skips are ignored."),
     out_path: Path = typer.Option(..., "--out", metavar="MODEL.pt", help="Model checkpoint to write."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, the 80:20 split and the augmentation."),
@@ -24,18 +25,27 @@ def train(
     dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: torch's choice)."),
     verbose: bool = typer.Option(False, "--verbose", help="One line per epoch on stderr."),
+    scan_shape: str | None = typer.Option(None, "--scan-shape", metavar="ROWSxCOLS",
+                                          help="Scan shape for frames without one (raw files, stacks)."),
+    allow_other_calibration: bool = typer.Option(False, "--allow-other-calibration",
+                                                 help="Train on scans whose calibrations differ."),
 ) -> None:
-    """Train a CNN on the labelled positions of DATA and save it as one checkpoint file."""
+    """Train a CNN on the labelled positions of DATA and save it as one checkpoint file (with its provenance)."""
     from al4dstem.data import open_dataset
-    from al4dstem.labels import as_arrays, read_labels
+    from al4dstem.data.scans import check_same_detector, gather_labels
 
     check_at_least(epochs, 1, "--epochs")
     check_at_least(threads, 1, "--threads")
     check_seed(seed)
     # refuse before minutes of training, not after; and never write the model over what it learns from
     check_outputs(writes={"--out": out_path}, reads={"data file": data, "--labels": labels})
-    ds = open_dataset(data, dataset=dataset)
-    positions, classes = as_arrays(read_labels(labels, ds.scan_shape))
+    datasets = [open_dataset(d, dataset=dataset, scan_shape=scan_shape) for d in data]
+    check_same_detector(datasets, allow_other_calibration)
+    found = gather_labels(labels, data, datasets)
+    inputs, classes = found.inputs, found.classes
+    if found.left_out:
+        console.print(f"note: {found.left_out} rows of {labels} name scans not given here; left out", highlight=False)
+    ds = datasets[0]
     from al4dstem.models import CNNClassifier  # torch: imported once the cheap checks have passed
     from al4dstem.models.training import check_labels
 
@@ -46,8 +56,9 @@ def train(
     clf = CNNClassifier(network=network, dataset=ds, epochs=epochs, n_threads=threads, random_state=seed,
                         verbose=verbose)
     with epochs_bar() as progress:
-        clf.fit(positions, classes, progress=progress)
+        clf.fit(inputs, classes, progress=progress)
     clf.save(out_path)
+    _record_training(out_path, datasets, labels, found)
     s = clf.summary_
     counts = ", ".join(f"{name} {n}" for name, n in clf.label_counts_.items())
     out.print(f"trained the {network} network on {s['n_labels']} labels ({counts}): best validation loss "
@@ -67,14 +78,24 @@ def predict(
     batch_size: int = typer.Option(256, "--batch-size", help="Patterns per batch (memory, not the result)."),
     threads: int | None = typer.Option(None, "--threads", help="Network threads (default: chosen for the cores)."),
     figure: bool = typer.Option(True, "--figure/--no-figure", help="Also write PREFIX_figure.png (matplotlib)."),
+    fmt: str = typer.Option("npy", "--format", help="Map file: npy (+ PREFIX_valid.npy), hspy, zspy (HyperSpy) or "
+                                                     "emd (py4DSTEM / EMD 1.0), with axes and metadata."),
+    scheme: str = typer.Option("paper", "--scheme", help="Map colours: paper (R none, G vertical, B horizontal) or "
+                                                         "class (colour-blind safe)."),
+    scan_shape: str | None = typer.Option(None, "--scan-shape", metavar="ROWSxCOLS",
+                                          help="Scan shape for frames without one (raw files, stacks)."),
+    allow_other_calibration: bool = typer.Option(False, "--allow-other-calibration",
+                                                 help="Map a scan whose calibration differs from the model's data."),
 ) -> None:
     """Map a whole scan: PREFIX.npy (float32 rows x cols x 3: none, vertical, horizontal) and PREFIX.png.
 
-    Patterns holding NaN/inf are not classified: uniform 1/3 in PREFIX.npy, False in PREFIX_valid.npy,
-    black in the maps, and a warning says how many.
+    Patterns holding NaN/inf are not classified: uniform 1/3 in PREFIX.npy, False in PREFIX_valid.npy
+    (NaN in .hspy/.zspy/.emd maps), black in the maps, and a warning says how many. PREFIX.json records
+    the provenance (data, model, labels, sampler, command line, versions).
     """
     import time
 
+    from al4dstem.colors import SCHEMES
     from al4dstem.data import open_dataset
     from al4dstem.engines.local import predict_dataset
     from al4dstem.labels import as_arrays, read_labels
@@ -83,17 +104,22 @@ def predict(
     start = time.perf_counter()
     check_at_least(batch_size, 1, "--batch-size")
     check_at_least(threads, 1, "--threads")
-    # all four files, the figure too: --no-figure removes an old one
+    if scheme not in SCHEMES:
+        raise Al4dstemError(f"--scheme {scheme!r}: one of {', '.join(SCHEMES)}")
+    # all the files, the figure too: --no-figure removes an old one
     try:
-        files = output_paths(out_prefix).values()
+        files = [_checkable(p) for p in output_paths(out_prefix, fmt, provenance=True).values()]
     except Al4dstemError as e:
         raise Al4dstemError(f"--out {e}") from None
     check_outputs(writes={"--out": Files(out_prefix, files)},
                   reads={"data file": data, "--model": model, "--labels": labels})
-    ds = open_dataset(data, dataset)
+    ds = open_dataset(data, dataset, scan_shape=scan_shape)
     from al4dstem.models.trained import TrainedNetwork  # torch: imported once the cheap checks have passed
 
     clf = TrainedNetwork.load(model)
+    clf.check_compatible(ds)  # the detector shape first: it is never allowed to differ
+    if not allow_other_calibration:
+        _check_model_calibration(clf, ds, model)
     marks = as_arrays(read_labels(labels, ds.scan_shape)) if labels is not None else None
     t0 = time.perf_counter()
     try:
@@ -104,17 +130,63 @@ def predict(
         raise Al4dstemError(f"{ds.source}: the map of a {cols} x {rows} scan ({13 * rows * cols / 1e9:.1f} GB) "
                             f"does not fit in memory") from None
     seconds = time.perf_counter() - t0
-    paths = write_prediction(out_prefix, probs, valid, labels=marks, figure=figure)
+    record = _prediction_record(ds, model, clf, labels, marks)
+    paths = write_prediction(out_prefix, probs, valid, labels=marks, figure=figure, format=fmt,
+                             calibration=ds.calibration, provenance=record, scheme=scheme)
     n_bad = int((~valid).sum())
     if n_bad:
-        console.print(f"warning: {n_bad} of {valid.size} patterns hold NaN/inf and were not classified "
-                      f"(uniform 1/3 in {paths['probs']}, False in {paths['valid']})", highlight=False,
-                      soft_wrap=True)
+        where = f"uniform 1/3 in {paths['probs']}, False in {paths['valid']}" if "valid" in paths \
+            else f"NaN in {paths['probs']}"
+        console.print(f"warning: {n_bad} of {valid.size} patterns hold NaN/inf and were not classified ({where})",
+                      highlight=False, soft_wrap=True)
     out.print(f"mapped {ds.n_positions} patterns in {seconds:.2f} s ({ds.n_positions / max(seconds, 1e-9):.0f} "
               f"patterns/s); {time.perf_counter() - start:.2f} s with loading and writing", highlight=False,
               soft_wrap=True)
     for name, path in paths.items():
         out.print(f"  {name:7s} {path}", highlight=False, soft_wrap=True)
+
+
+def _record_training(out_path: Path, datasets, labels: Path, found) -> None:
+    """Store where the model came from in its checkpoint (``al4dstem info MODEL.pt`` shows it)."""
+    from al4dstem.models.checkpoint import add_fields
+    from al4dstem.provenance import dataset_record, labels_record, run_record
+
+    labels_info = labels_record(labels, found.used, found.rows)
+    record = {**run_record(), "data": [dataset_record(ds) for ds in datasets], "labels": labels_info,
+              "sampler": labels_info.get("sampler") or "not recorded in the label file (no sampler column)"}
+    if found.left_out:
+        record["labels"]["rows_of_other_scans"] = found.left_out
+    add_fields(out_path, provenance=record)
+
+
+def _check_model_calibration(clf, ds, model: Path) -> None:
+    """Refuse a scan whose calibration differs from the data the model was trained on."""
+    from al4dstem.data.calibration import Calibration
+    from al4dstem.data.scans import check_calibration
+
+    trained = (clf.payload.get("provenance") or {}).get("data") or []
+    if trained and isinstance(trained[0], dict):
+        reference = Calibration.from_dict(trained[0].get("calibration"))
+        check_calibration(reference, ds, f"{trained[0].get('path')} (the data {model} was trained on)")
+
+
+def _prediction_record(ds, model: Path, clf, labels: Path | None, marks) -> dict:
+    from al4dstem.provenance import dataset_record, file_record, labels_record, run_record
+
+    trained = clf.payload.get("provenance") or {}
+    record = {**run_record(), "data": dataset_record(ds),
+              "model": {**file_record(model), "network": clf.name, "provenance": trained},
+              "sampler": trained.get("sampler", "not recorded (model without provenance)")}
+    if labels is not None:
+        record["labels"] = labels_record(labels)
+    return record
+
+
+def _checkable(path: Path) -> Path:
+    """The path check_outputs compares: a .zspy map is a folder, replaced whole; its marker file stands for it."""
+    if path.suffix == ".zspy" and path.is_dir():
+        return path / ".zgroup"
+    return path
 
 
 @app.command()
