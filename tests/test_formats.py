@@ -363,3 +363,26 @@ def test_real_detector_files(name, shape, cal):
         assert ds.calibration.scan[1].scale == pytest.approx(step) and ds.calibration.scan[1].units == units
         assert ds.calibration.beam_energy_kev == energy
         assert ds.calibration.detector[0].units == "cm"
+
+
+def write_empad(folder: Path, rows: int, cols: int) -> np.ndarray:
+    """An EMPAD description and its frames (128 x 128 float32 plus two footer rows each)."""
+    stored = np.random.default_rng(7).random((rows * cols, 130, 128), dtype=np.float32)
+    stored[:, 0, 0] = np.arange(rows * cols)
+    stored.tofile(folder / "frames.raw")
+    (folder / "acquisition.xml").write_text(
+        f'<root name="acquisition_1"><type>scan</type><pix_x>{cols}</pix_x><pix_y>{rows}</pix_y>'
+        f'<raw_file filename="frames.raw"/><iom_measurements><source.get_voltage>300000.0</source.get_voltage>'
+        f'<calibrated_pixelsize>1.8e-10</calibrated_pixelsize></iom_measurements></root>')
+    return stored[:, :128].reshape(rows, cols, 128, 128)
+
+
+def test_empad_description_and_its_raw_file(tmp_path):
+    want = write_empad(tmp_path, rows=2, cols=3)
+    ds = open_dataset(tmp_path / "acquisition.xml")
+    assert ds.format == "empad" and isinstance(ds.array, LazyFrames)
+    assert_scan(ds, want)
+    assert ds.calibration.beam_energy_kev == 300.0
+    assert ds.calibration.detector[0].units == "1/nm" and ds.calibration.detector[0].scale == pytest.approx(0.18)
+    via_raw = open_dataset(tmp_path / "frames.raw")  # the description beside it gives the shape
+    assert via_raw.scan_shape == (2, 3) and "acquisition.xml" in via_raw.notes[-1]

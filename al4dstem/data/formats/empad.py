@@ -34,7 +34,8 @@ def is_empad_xml(path: Path) -> bool:
 def _voltage(signal, calibration):
     om = signal.get("original_metadata") or {}
     try:
-        volts = float(om["root"]["iom_measurements"]["source.get_voltage"])
+        iom = om["root"]["iom_measurements"]
+        volts = float(iom["source.get_voltage"] if "source.get_voltage" in iom else iom["source"]["get_voltage"])
     except (KeyError, TypeError, ValueError):
         return calibration
     return replace(calibration, beam_energy_kev=volts / 1e3) if volts > 0 else calibration
