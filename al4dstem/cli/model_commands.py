@@ -21,8 +21,16 @@ def train(
     out_path: Path = typer.Option(..., "--out", metavar="MODEL.pt", help="Model checkpoint to write."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, the 80:20 split and the augmentation."),
     epochs: int | None = typer.Option(None, "--epochs", help="Most epochs (default: scaled to the label count)."),
-    network: str = typer.Option("default", "--network", help="default (fast) or paper (the paper's CNN)."),
-    dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
+    network: str = typer.Option("default", "--network",
+                                help="default (fast CNN), paper (the paper's CNN), ghost (ghost/Bragg intensities at "
+                                     "the lattice's ghost positions), softmax, pca-knn, or auto (cross-validate them "
+                                     "all on the labels, keep the best, print every score)."),
+    neighbourhood: int | None = typer.Option(None, "--neighbourhood", metavar="N",
+                                             help="Pool each pattern with its N x N scan neighbours (1, 3, 5): more "
+                                                  "signal on faint scans, walls blurred by N // 2 positions "
+                                                  "(default 1; auto also tries 3 and 5)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Which dataset, in a file holding several "
+                                                               "(HDF5 path, or number / title)."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: torch's choice)."),
     verbose: bool = typer.Option(False, "--verbose", help="One line per epoch on stderr."),
     scan_shape: str | None = typer.Option(None, "--scan-shape", metavar="ROWSxCOLS",
@@ -54,17 +62,33 @@ def train(
     except Al4dstemError as e:
         raise Al4dstemError(f"{labels}: {e}") from None
     clf = CNNClassifier(network=network, dataset=ds, epochs=epochs, n_threads=threads, random_state=seed,
-                        verbose=verbose)
-    with epochs_bar() as progress:
+                        verbose=verbose, neighbourhood=neighbourhood)
+    import warnings
+
+    from al4dstem.models.selection import selection_table
+    from al4dstem.models.training import CollapseWarning
+
+    with epochs_bar() as progress, warnings.catch_warnings():
+        warnings.simplefilter("ignore", CollapseWarning)  # printed below as one line
         clf.fit(inputs, classes, progress=progress)
     clf.save(out_path)
     _record_training(out_path, datasets, labels, found)
     s = clf.summary_
     counts = ", ".join(f"{name} {n}" for name, n in clf.label_counts_.items())
-    out.print(f"trained the {network} network on {s['n_labels']} labels ({counts}): best validation loss "
-              f"{s['best_val_loss']:.4f}, accuracy {s['best_val_accuracy']:.3f} on {s['n_val']} patterns at epoch "
-              f"{s['best_epoch']} of {s['epochs_run']} ({s['stopped']}); {s['seconds']:.1f} s; saved {out_path}",
-              highlight=False, soft_wrap=True)
+    table = selection_table(s)
+    if table:
+        out.print(table, highlight=False, soft_wrap=True)
+    kept = clf.network_name_ + (f" ({clf.neighbourhood_} x {clf.neighbourhood_} neighbourhood)"
+                                if clf.neighbourhood_ > 1 else "")
+    if "best_val_loss" in s:
+        detail = (f"best validation loss {s['best_val_loss']:.4f}, accuracy {s['best_val_accuracy']:.3f} on "
+                  f"{s['n_val']} patterns at epoch {s['best_epoch']} of {s['epochs_run']} ({s['stopped']})")
+    else:
+        detail = "fitted by scikit-learn"
+    out.print(f"trained the {kept} network on {s['n_labels']} labels ({counts}): {detail}; {s['seconds']:.1f} s; "
+              f"saved {out_path}", highlight=False, soft_wrap=True)
+    for message in s.get("warnings", []):
+        console.print(f"warning: {message}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -72,8 +96,10 @@ def predict(
     data: str = typer.Argument(..., help="4D-STEM data: .npy, .h5, .emd, .dm4, .mib, ... or a PNG folder."),
     model: Path = typer.Option(..., "--model", help="Model checkpoint written by `al4dstem train`."),
     out_prefix: Path = typer.Option(..., "--out", metavar="PREFIX",
-                                    help="Writes PREFIX.npy, PREFIX_valid.npy, PREFIX.png, PREFIX_figure.png."),
-    dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
+                                    help="Writes PREFIX.npy + PREFIX_valid.npy (or PREFIX.hspy|zspy|emd), "
+                                         "PREFIX.png, PREFIX_figure.png, PREFIX.json."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Which dataset, in a file holding several "
+                                                               "(HDF5 path, or number / title)."),
     labels: Path | None = typer.Option(None, "--labels", help="Label file whose positions the figure marks."),
     batch_size: int = typer.Option(256, "--batch-size", help="Patterns per batch (memory, not the result)."),
     threads: int | None = typer.Option(None, "--threads", help="Network threads (default: chosen for the cores)."),
@@ -124,7 +150,10 @@ def predict(
     t0 = time.perf_counter()
     try:
         with patterns_bar("predicting", ds.n_positions) as progress:
-            probs, valid = predict_dataset(clf, ds, batch_size=batch_size, progress=progress, n_threads=threads)
+            from al4dstem.models.neighbourhood import model_dataset  # pooled over scan neighbours if trained so
+
+            probs, valid = predict_dataset(clf, model_dataset(clf, ds), batch_size=batch_size, progress=progress,
+                                           n_threads=threads)
     except MemoryError:  # the map is scan-sized: a huge scan (or a forged shape) does not fit
         rows, cols = ds.scan_shape
         raise Al4dstemError(f"{ds.source}: the map of a {cols} x {rows} scan ({13 * rows * cols / 1e9:.1f} GB) "
