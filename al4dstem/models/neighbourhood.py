@@ -110,8 +110,12 @@ def pooled(dataset, size: int):
     dataset = open_dataset(dataset)
     if size == 1:
         return dataset
-    return Dataset(PooledArray(dataset.array, size), f"{dataset.source} ({size} x {size} neighbourhood)",
-                   dataset.format, dataset.size_on_disk)
+    out = Dataset(PooledArray(dataset.array, size), f"{dataset.source} ({size} x {size} neighbourhood)",
+                  dataset.format, dataset.size_on_disk)
+    for name in ("calibration", "reader", "notes", "path"):  # what newer Datasets also carry, kept as it was
+        if hasattr(dataset, name):
+            setattr(out, name, getattr(dataset, name))
+    return out
 
 
 def model_neighbourhood(model) -> int:
