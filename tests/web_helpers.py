@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -14,6 +15,10 @@ from urllib.parse import urlsplit
 from al4dstem.simulate import simulate_to_file
 
 TOKEN_HEADER = "X-Al4dstem-Token"
+# Generous waits for a loaded two-core CI machine; a hang still fails, with what the labeller said.
+START_WAIT = 120  # seconds for the labeller to print its URL (imports, the first round)
+EXIT_WAIT = 90  # seconds for it to end once it has been told to (it lets replies in flight finish first)
+REQUEST_WAIT = 90  # seconds for one HTTP reply (the server bounds its own waits below this, but a long poll)
 KEY_OF_CLASS = {"none": "n", "vertical": "v", "horizontal": "h"}
 
 
@@ -54,7 +59,7 @@ class Client:
         self.netloc = parts.netloc
         self.token = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)["token"]
 
-    def request(self, method, path, body=None, headers=None, token=True, raw=None, timeout=60):
+    def request(self, method, path, body=None, headers=None, token=True, raw=None, timeout=REQUEST_WAIT):
         sent = {TOKEN_HEADER: self.token} if token is True else ({TOKEN_HEADER: token} if token else {})
         data = raw
         if body is not None:
@@ -92,10 +97,13 @@ class Client:
 class LabelProcess:
     """``al4dstem label DATA --labels LABELS --budget N --ui browser --no-open --port 0``, running.
 
-    ``url`` is the first line it prints on stdout.
+    ``url`` is the first line it prints on stdout. Use it as a context manager: on the way out it
+    kills the process if it still runs, and when a test failed, prints what the process wrote on
+    stderr (pytest shows it with the failure: a server-side traceback names the cause).
     """
 
-    def __init__(self, data, labels, budget, *extra, timeout=60):
+    def __init__(self, data, labels, budget, *extra, timeout=START_WAIT):
+        self.err = ""
         self.proc = subprocess.Popen(
             ["al4dstem", "label", str(data), "--labels", str(labels), "--budget", str(budget), "--ui", "browser",
              "--no-open", "--port", "0", *map(str, extra)],
@@ -105,20 +113,30 @@ class LabelProcess:
         try:
             line = lines.get(timeout=timeout)
         except queue.Empty:
-            self.proc.kill()
-            raise AssertionError("the labeller printed no URL in time") from None
+            self.close()
+            raise AssertionError(f"the labeller printed no URL in {timeout} s; stderr: {self.err}") from None
         if not line.startswith("http://"):
-            out, err = self.proc.communicate(timeout=30)
+            out, err = self.proc.communicate(timeout=EXIT_WAIT)
             raise AssertionError(f"expected the URL on stdout, got {line!r}; stderr: {err}")
         self.url = line.strip()
         self.client = Client(self.url)
 
-    def finish(self, timeout=60):
+    def finish(self, timeout=EXIT_WAIT):
         """Wait for the process to end: ``(returncode, stdout, stderr)``."""
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
+        out, self.err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, self.err
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate(timeout=30)
+        if self.proc.returncode is None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.err = self.proc.communicate(timeout=EXIT_WAIT)[1]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        self.close()
+        if error is not None:
+            print(f"--- stderr of the labeller (pid {self.proc.pid}, exit {self.proc.returncode}):\n{self.err}",
+                  file=sys.stderr)

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from importlib import resources
 from urllib.parse import parse_qs
 
@@ -36,6 +36,7 @@ STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/c
 THUMB_MAX = 256
 ENHANCED_CACHE = 64  # enhanced patterns kept (the gallery's, the queue's)
 WARM_AHEAD = 3  # queued positions prepared in advance
+SHUTDOWN_GRACE = 10  # seconds uvicorn waits, when stopping, for replies being sent (a quit's above all)
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -102,7 +103,8 @@ class LabelServer:
             name = f"[{self.host.strip('[]')}]" if ":" in self.host else self.host
         self.url = f"http://{name}:{port}/?token={self.token}"
         config = uvicorn.Config(self.app(), log_level="warning", access_log=False, lifespan="off",
-                                log_config=None, timeout_graceful_shutdown=2, limit_concurrency=64)
+                                log_config=None, timeout_graceful_shutdown=SHUTDOWN_GRACE,
+                                limit_concurrency=64)
         self._server = uvicorn.Server(config)
         # Server.run skips its signal handlers outside the main thread: signals stay the labeller's.
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
@@ -118,15 +120,19 @@ class LabelServer:
         return self.url
 
     def stop(self) -> None:
-        """Stop serving; requests still waiting get 'labelling has finished'. Safe to call twice."""
-        self._stopping.set()
+        """Stop serving; requests still waiting get 'labelling has finished', replies already
+        decided (a quit's 200) are still sent. Safe to call twice, and from any thread."""
+        # Under the lock that guards submissions: once the workers are shut down, no request
+        # can find them open (a submission then would raise, and its reply be a 500).
+        with self._enhanced_lock:
+            self._stopping.set()
+            self._workers.shutdown(wait=False, cancel_futures=True)
         self._oracle.close()
         self.predictions.stop()
-        self._workers.shutdown(wait=False, cancel_futures=True)
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.should_exit = True  # uvicorn lets replies in flight finish (SHUTDOWN_GRACE)
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=SHUTDOWN_GRACE + 5)
 
     # ------------------------------------------------------------ the app
 
@@ -209,21 +215,33 @@ class LabelServer:
             if not 8 <= size <= THUMB_MAX:
                 return _error(422, f"size must be 8..{THUMB_MAX}")
         image = await run_in_threadpool(self._pattern_image, position, kind, size)
+        if image is None:
+            return _error(409, "labelling has finished")
         rows, cols = image.shape
         return Response(np.ascontiguousarray(image, dtype="<f4").tobytes(), media_type="application/octet-stream",
                         headers={"x-shape": f"{rows},{cols}", "cache-control": "private, max-age=86400"})
 
-    def _pattern_image(self, position, kind: str, size: int | None) -> np.ndarray:
+    def _pattern_image(self, position, kind: str, size: int | None) -> np.ndarray | None:
+        """The pattern for the page, or None once the server stops (no workers left to make it)."""
         if kind == "raw":
             image = np.nan_to_num(np.asarray(self.session.pattern(position), dtype=np.float32), posinf=0, neginf=0)
         else:
-            image = self._enhanced_future(position).result()
+            found = self._enhanced_future(position)
+            if found is None:
+                return None
+            try:
+                image = found.result()
+            except CancelledError:  # queued when the server stopped
+                return None
         return image if size is None else shrink(image, size).astype(np.float32)
 
-    def _enhanced_future(self, position) -> Future:
+    def _enhanced_future(self, position) -> Future | None:
+        """The enhanced pattern at ``position``, made once by the workers; None once stopping."""
         with self._enhanced_lock:
+            if self._stopping.is_set():
+                return None
             found = self._enhanced.get(position)
-            if found is None or (found.done() and found.exception() is not None):
+            if found is None or found.cancelled() or (found.done() and found.exception() is not None):
                 found = self._enhanced[position] = self._workers.submit(self._enhance, position)
             self._enhanced.move_to_end(position)
             while len(self._enhanced) > ENHANCED_CACHE:
@@ -232,16 +250,23 @@ class LabelServer:
 
     def _enhance(self, position) -> np.ndarray:
         raw = self.session.pattern(position)
-        self.survey.ready.wait(timeout=60)  # the disk radius comes from the mean pattern
+        # The disk radius comes from the mean pattern. Stop waiting when the server stops: the
+        # interpreter joins these workers before it exits.
+        end = time.monotonic() + 60
+        while not self.survey.ready.wait(timeout=0.1) and time.monotonic() < end and not self._stopping.is_set():
+            pass
         overlay = self.survey.overlay or {"disk_radius": max(1.0, min(raw.shape) / 64)}
         return enhanced_pattern(raw, overlay["disk_radius"])
 
     def _warm(self, state: dict) -> None:
-        """Prepare the next patterns the page will ask for (a new round's first one above all)."""
-        if self._stopping.is_set():
+        """Prepare the next patterns the page will ask for (a new round's first one above all).
+        Nothing to prepare once labelling has stopped; and a stop racing this is harmless
+        (``_enhanced_future`` then declines), so a saved answer's reply never turns into a 500."""
+        if state.get("stopped") is not None:
             return
         for x, y in (state.get("queue") or [])[:WARM_AHEAD]:
-            self._enhanced_future((int(x), int(y)))
+            if self._enhanced_future((int(x), int(y))) is None:
+                return
 
     async def _survey(self, request):
         from starlette.concurrency import run_in_threadpool
