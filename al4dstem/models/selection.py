@@ -6,7 +6,8 @@ scan positions (and no fixed ``neighbourhood``), also the ghost model pooled ove
 5 x 5 scan neighbours and softmax over 3 x 3 (``POOLED_CANDIDATES``; unpooled first on a tie). All see
 the same stratified folds (``CNNClassifier.cv``, 3 by default), so their scores are paired. The
 CNN, by far the slowest, runs last, and not at all when a baseline already scored every label
-right (it could at best tie, and ties go to the simpler model). The
+right (it could at best tie). Ties in accuracy go to the lowest calibrated log loss (the model
+surest of the held-out labels it gets right), then to the earlier candidate. The
 kept model is refitted on all labels; its out-of-fold logits calibrate its temperature. Every
 score, the time each took and the reason a candidate could not run are in
 ``summary_["selection"]``: a user sees what was compared and why one was kept.
@@ -55,14 +56,21 @@ def _candidate(clf, name: str):
 
 
 def _scores(logits: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy and log loss of out-of-fold logits. The log loss is measured after
+    a temperature fitted on the same logits: model families differ in their logits' scale (a
+    logistic regression's against kNN vote shares), so only calibrated losses compare."""
+    from al4dstem.models.calibration import fit_temperature, nll
+
     ok = np.isfinite(logits).all(axis=1)
     if not ok.any():
-        return {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "n_scored": 0}
+        return {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "cv_log_loss": float("nan"),
+                "n_scored": 0}
     pred = logits[ok].argmax(1)
     truth = y[ok]
     recalls = [float((pred[truth == c] == c).mean()) for c in np.unique(truth)]
+    loss = nll(logits[ok], truth, fit_temperature(logits[ok], truth)) if ok.sum() >= 2 else float("nan")
     return {"cv_accuracy": float((pred == truth).mean()), "cv_balanced_accuracy": float(np.mean(recalls)),
-            "n_scored": int(ok.sum())}
+            "cv_log_loss": float(loss), "n_scored": int(ok.sum())}
 
 
 class _Stages:
@@ -113,9 +121,10 @@ def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candida
         perfect = [n for n in table if table[n].get("cv_accuracy") == 1.0]
         network = parse(name)[0]
         if network in CNN_NETWORKS and perfect and folds:
-            table[name] = {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "n_scored": 0,
-                           "seconds": 0.0, "skipped": f"{perfect[0]} already classifies every held-out label "
-                                                     "right; a tie goes to the simpler model"}
+            why = (f"{perfect[0]} already classifies every held-out label right: the CNN could at best tie, and "
+                   "costs a training per fold")
+            table[name] = {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"),
+                           "cv_log_loss": float("nan"), "n_scored": 0, "seconds": 0.0, "skipped": why}
             stages.step(f"{name}: skipped")
             continue
         cand = _candidate(clf, name)
@@ -125,8 +134,9 @@ def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candida
             if network == "ghost" and lattice is None:
                 raise Al4dstemError("no lattice of Bragg disks found in the mean pattern")
         except Al4dstemError as e:
-            table[name] = {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"), "n_scored": 0,
-                           "seconds": time.perf_counter() - start, "skipped": str(e)}
+            table[name] = {"cv_accuracy": float("nan"), "cv_balanced_accuracy": float("nan"),
+                           "cv_log_loss": float("nan"), "n_scored": 0, "seconds": time.perf_counter() - start,
+                           "skipped": str(e)}
             stages.step(f"{name}: skipped")
             continue
         prepared[name] = (cand, x, counts)
@@ -150,13 +160,22 @@ def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candida
 
 
 def choose(table: dict, prepared: dict, candidates: tuple[str, ...]) -> tuple[str, str]:
-    """``(kept network, reason)``: the highest cross-validated accuracy (then balanced accuracy, then
-    the earlier candidate); without any score, the ghost model if it can run, else the first that can."""
+    """``(kept network, reason)``: the highest cross-validated accuracy, then balanced accuracy, then
+    the lowest (calibrated) log loss: when several classify every held-out label right, the one
+    surest of them; then the earlier candidate. Without any score, the ghost model if it can run,
+    else the first that can."""
     scored = [n for n in candidates if n in table and np.isfinite(table[n]["cv_accuracy"])]
     if scored:
-        best = max(scored, key=lambda n: (table[n]["cv_accuracy"], table[n]["cv_balanced_accuracy"],
-                                          -candidates.index(n)))
-        return best, "highest cross-validated accuracy"
+        def rank(n):
+            loss = table[n].get("cv_log_loss", float("nan"))
+            return (table[n]["cv_accuracy"], table[n]["cv_balanced_accuracy"],
+                    -loss if np.isfinite(loss) else -np.inf, -candidates.index(n))
+
+        best = max(scored, key=rank)
+        tied = [n for n in scored if rank(n)[:2] == rank(best)[:2]]
+        reason = ("highest cross-validated accuracy" if len(tied) == 1 else
+                  f"highest cross-validated accuracy, tied with {len(tied) - 1} other(s): lowest log loss")
+        return best, reason
     if not prepared:
         raise Al4dstemError("no model could be trained on these labels")
     best = "ghost" if "ghost" in prepared else next(n for n in candidates if n in prepared)  # unpooled: walls sharp
@@ -202,7 +221,7 @@ def selection_table(summary: dict) -> str:
             continue
         mark = "  <- kept" if name == sel["kept"] else ""
         lines.append(f"  {name:11s} accuracy {s['cv_accuracy']:.3f}  balanced {s['cv_balanced_accuracy']:.3f}  "
-                     f"({s['seconds']:.1f} s){mark}")
+                     f"log loss {s.get('cv_log_loss', float('nan')):.3f}  ({s['seconds']:.1f} s){mark}")
     cal = summary.get("calibration")
     if cal:
         lines.append(f"calibration: temperature {cal['temperature']:.2f}, expected calibration error "
