@@ -32,7 +32,7 @@ class Stopped(KeyboardInterrupt):
 
 def label(data, labels, budget: int, sampler: str = "grid-midpoint", *, step: int | None = None,
           truth=None, fill: str = "skip", model=None, seed: int = 0, dataset: str | None = None,
-          ui: str = "terminal", host: str = "127.0.0.1", port: int = 0, open_browser: bool = True,
+          scan_shape=None, ui: str = "terminal", host: str = "127.0.0.1", port: int = 0, open_browser: bool = True,
           block: bool = True, console=None, progress=None, on_url=None):
     """Label ``budget`` patterns of ``data`` into the label file ``labels``.
 
@@ -52,7 +52,10 @@ def label(data, labels, budget: int, sampler: str = "grid-midpoint", *, step: in
         from al4dstem.oracles.keys import require_terminal
 
         require_terminal()
-    ds = data if hasattr(data, "scan_shape") and hasattr(data, "pattern") else open_dataset(data, dataset=dataset)
+    if hasattr(data, "scan_shape") and hasattr(data, "pattern"):
+        ds = data  # a Dataset already open (a notebook)
+    else:
+        ds = open_dataset(data, dataset=dataset, scan_shape=scan_shape)
     check_step(step, ds.scan_shape)
     store = LabelStore(labels, ds.scan_shape)
     try:

@@ -230,9 +230,13 @@ def _parse_csv(path: Path, data: bytes) -> _ParsedCsv:
             continue  # blank lines, as editors leave them
         if columns is None:
             columns = [f.strip() for f in fields]
-            if not {"x", "y", "label"} <= set(columns):
+            xy, row_col = {"x", "y"} <= set(columns), {"row", "col"} <= set(columns)
+            if xy and row_col:
+                raise Al4dstemError(f"{path}: the header has both x,y and row,col: give either x,y or row,col")
+            if "label" not in columns or not (xy or row_col):
                 raise Al4dstemError(
-                    f"{path}: not a label CSV: header must contain x,y,label (found {','.join(columns)})")
+                    f"{path}: not a label CSV: header must contain x,y,label or row,col,label "
+                    f"(found {','.join(columns)})")
             continue
         if in_tail and not tail_text_ok:
             _row_error(path, line, "the line is cut inside a character", True)
@@ -256,6 +260,8 @@ def _row_error(path: Path, line: int, problem: str, last_open_line, prefixed: bo
 
 def _row_label(columns: list[str], fields: list[str], where: str, line: int) -> Label:
     raw = {c: v.strip() for c, v in zip(columns, fields, strict=False)}  # short rows: hand-typed
+    if "x" not in columns and "col" in columns:  # row,col files: col is the scan column x, row the scan row y
+        raw = {({"col": "x", "row": "y"}.get(k, k)): v for k, v in raw.items()}
     missing = [c for c in ("x", "y", "label") if c not in raw]
     if missing:
         raise Al4dstemError(f"{where}: incomplete row ({len(fields)} of {len(columns)} columns, no {missing[0]})")
@@ -384,6 +390,8 @@ def _csv_text(columns: Sequence[str], rows: Iterable[Label], header: bool = True
 
 def _row_values(columns: Sequence[str], r: Label) -> list:
     base = {"x": r.x, "y": r.y, "label": r.name}
+    if "x" not in columns:  # a row,col file
+        base.update(col=r.x, row=r.y)
     return [base[c] if c in base else r.extra.get(c, "") for c in columns]
 
 

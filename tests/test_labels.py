@@ -595,3 +595,17 @@ def test_a_read_only_file_or_folder_fails_at_open_for_an_unprivileged_user():
         assert sorted(os.listdir(folder)) == ["labels.csv"] and path.read_text() == "x,y,label\n0,0,v\n"
     finally:
         shutil.rmtree(folder)
+
+
+def test_row_col_files_are_read_and_appended_in_their_own_columns(tmp_path):
+    path = tmp_path / "rc.csv"
+    path.write_text("row,col,label,note\n3,5,v,hand\n0,1,h,\n")
+    assert [(r.x, r.y, r.name, r.extra) for r in read_labels(path, (4, 6))] == [
+        (5, 3, "vertical", {"note": "hand"}), (1, 0, "horizontal", {"note": ""})]
+    with LabelStore(path, (4, 6)) as store:
+        store.append(2, 1, 0)
+    assert path.read_text().splitlines()[-1] == "1,2,none,"
+    both = tmp_path / "both.csv"
+    both.write_text("x,y,row,col,label\n1,1,1,1,v\n")
+    with pytest.raises(Al4dstemError, match="either x,y or row,col"):
+        read_labels(both)

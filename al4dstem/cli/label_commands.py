@@ -31,6 +31,8 @@ def label(
     seed: int = typer.Option(0, "--seed", help="Random state of the sampler and of a new model."),
     dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
     plot: Path | None = typer.Option(None, "--plot", help="Also write the sampling-pattern figure (PNG)."),
+    scan_shape: str | None = typer.Option(None, "--scan-shape", metavar="ROWSxCOLS",
+                                          help="Scan shape of a file without one (raw frames, stacks)."),
     ui: str = typer.Option("terminal", "--ui", help="Where a person answers: terminal, or browser (a local page)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Browser UI: address to serve on (loopback by default)."),
     port: int = typer.Option(0, "--port", help="Browser UI: port (0 picks a free one)."),
@@ -71,8 +73,8 @@ def label(
     with bar or _nothing():
         task = bar.add_task("labelling", total=budget) if bar else None
         result = run_label(data, labels, budget, sampler, step=step, truth=truth, fill=fill, model=model, seed=seed,
-                           dataset=dataset, ui=ui, host=host, port=port, open_browser=not no_open,
-                           console=oracle_console, on_url=show_url,
+                           dataset=dataset, scan_shape=scan_shape, ui=ui, host=host, port=port,
+                           open_browser=not no_open, console=oracle_console, on_url=show_url,
                            progress=(lambda done, _: bar.update(task, completed=done)) if bar else None)
     if terminal:
         oracle_console.clear()
@@ -85,7 +87,7 @@ def label(
     if plot is not None:
         from al4dstem.data import open_dataset
 
-        _plot_labels(open_dataset(data, dataset=dataset), labels, plot)
+        _plot_labels(open_dataset(data, dataset=dataset, scan_shape=scan_shape), labels, plot)
     if result.exit_code:
         sys.stdout.flush()
         raise typer.Exit(result.exit_code)
