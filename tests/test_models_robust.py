@@ -273,27 +273,29 @@ def test_auto_scores_every_candidate_and_keeps_the_best(faint):
     sel = clf.summary_["selection"]
     assert set(sel["scores"]) == {"softmax", "pca-knn", "default"} and sel["folds"] == 3
     s = sel["scores"]
-    assert sel["kept"] == max(s, key=lambda k: (s[k]["cv_accuracy"], s[k]["cv_balanced_accuracy"],
-                                                -s[k]["cv_log_loss"]))
+    order = list(s)
+    assert sel["kept"] == max(s, key=lambda k: (s[k]["cv_accuracy"], s[k]["cv_balanced_accuracy"], -order.index(k)))
+    assert all(np.isfinite(v["cv_log_loss"]) for v in s.values())
     assert clf.network_name_ == sel["kept"]
     assert any("cross-validating default" in s for s in steps)
     assert "kept " + sel["kept"] in selection_table(clf.summary_)
 
 
-def test_choose_breaks_accuracy_ties_by_log_loss_then_order():
+def test_choose_breaks_ties_by_candidate_order():
     from al4dstem.models.selection import choose
 
-    def row(acc, loss, bal=None):
-        return {"cv_accuracy": acc, "cv_balanced_accuracy": acc if bal is None else bal, "cv_log_loss": loss}
+    def row(acc, bal=None):
+        return {"cv_accuracy": acc, "cv_balanced_accuracy": acc if bal is None else bal, "cv_log_loss": 0.1}
 
-    table = {"ghost": row(1.0, 0.2), "ghost 3x3": row(1.0, 0.1), "softmax": row(0.9, 0.01)}
-    kept, reason = choose(table, {}, ("ghost", "ghost 3x3", "softmax"))
-    assert kept == "ghost 3x3" and "log loss" in reason
-    table["ghost 3x3"]["cv_log_loss"] = 0.2
-    assert choose(table, {}, ("ghost", "ghost 3x3", "softmax"))[0] == "ghost"  # full tie: the earlier
-    table["softmax"] = row(1.0, 0.5, bal=1.0)
-    table["ghost"]["cv_balanced_accuracy"] = 0.99
-    assert choose(table, {}, ("ghost", "ghost 3x3", "softmax"))[0] == "ghost 3x3"
+    names = ("ghost", "ghost 3x3", "softmax")
+    table = {"ghost": row(0.9), "ghost 3x3": row(1.0), "softmax": row(1.0)}
+    kept, reason = choose(table, {}, names)
+    assert kept == "ghost 3x3" and "tied with 1" in reason
+    table["softmax"] = row(1.0, bal=1.0)
+    table["ghost 3x3"] = row(1.0, bal=0.99)
+    assert choose(table, {}, names) == ("softmax", "highest cross-validated accuracy")
+    table = {"ghost": {"cv_accuracy": float("nan")}, "softmax": {"cv_accuracy": float("nan")}}
+    assert choose(table, {"softmax": 1}, names)[0] == "softmax"
 
 
 def test_auto_via_fit_skips_the_cnn_when_a_baseline_is_perfect(faint):

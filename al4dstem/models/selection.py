@@ -6,8 +6,8 @@ scan positions (and no fixed ``neighbourhood``), also the ghost model pooled ove
 5 x 5 scan neighbours and softmax over 3 x 3 (``POOLED_CANDIDATES``; unpooled first on a tie). All see
 the same stratified folds (``CNNClassifier.cv``, 3 by default), so their scores are paired. The
 CNN, by far the slowest, runs last, and not at all when a baseline already scored every label
-right (it could at best tie). Ties in accuracy go to the lowest calibrated log loss (the model
-surest of the held-out labels it gets right), then to the earlier candidate. The
+right (it could at best tie). Ties go to the earlier candidate. The table also shows each model's
+out-of-fold log loss (after a temperature fitted on the same logits). The
 kept model is refitted on all labels; its out-of-fold logits calibrate its temperature. Every
 score, the time each took and the reason a candidate could not run are in
 ``summary_["selection"]``: a user sees what was compared and why one was kept.
@@ -160,21 +160,23 @@ def cross_validate(clf, X, y: np.ndarray, detector_shape, progress=None, candida
 
 
 def choose(table: dict, prepared: dict, candidates: tuple[str, ...]) -> tuple[str, str]:
-    """``(kept network, reason)``: the highest cross-validated accuracy, then balanced accuracy, then
-    the lowest (calibrated) log loss: when several classify every held-out label right, the one
-    surest of them; then the earlier candidate. Without any score, the ghost model if it can run,
-    else the first that can."""
+    """``(kept network, reason)``: the highest cross-validated accuracy, then balanced accuracy, then the
+    earlier candidate (the physics first, unpooled first). Without any score, the ghost model if it can
+    run, else the first that can.
+
+    Breaking accuracy ties by the out-of-fold log loss instead was measured on the difficulty ladder
+    (``benchmarks/results/difficulty-logloss-tiebreak.md``): better on some rungs, worse on others
+    (easy, 20 labels: 0.947 against 0.975), 0.956 against 0.959 on average; the simpler rule stays.
+    """
     scored = [n for n in candidates if n in table and np.isfinite(table[n]["cv_accuracy"])]
     if scored:
         def rank(n):
-            loss = table[n].get("cv_log_loss", float("nan"))
-            return (table[n]["cv_accuracy"], table[n]["cv_balanced_accuracy"],
-                    -loss if np.isfinite(loss) else -np.inf, -candidates.index(n))
+            return (table[n]["cv_accuracy"], table[n]["cv_balanced_accuracy"], -candidates.index(n))
 
         best = max(scored, key=rank)
         tied = [n for n in scored if rank(n)[:2] == rank(best)[:2]]
         reason = ("highest cross-validated accuracy" if len(tied) == 1 else
-                  f"highest cross-validated accuracy, tied with {len(tied) - 1} other(s): lowest log loss")
+                  f"highest cross-validated accuracy, tied with {len(tied) - 1} other(s): the simplest")
         return best, reason
     if not prepared:
         raise Al4dstemError("no model could be trained on these labels")
