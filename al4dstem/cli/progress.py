@@ -40,8 +40,10 @@ def epochs_bar():
             task = p.add_task("", total=None)
 
             def update(epoch, total, record):
-                p.update(task, completed=epoch, total=total,
-                         description=f"val loss {record['val_loss']:.3f} acc {record['val_accuracy']:.2f}")
+                stage = record.get("stage", "")  # e.g. "cross-validating default, fold 2/3": why auto takes longer
+                scores = (f"val loss {record['val_loss']:.3f} acc {record['val_accuracy']:.2f}"
+                          if "val_loss" in record and "val_accuracy" in record else "")
+                p.update(task, completed=epoch, total=total, description="  ".join(t for t in (stage, scores) if t))
 
             yield update
 
