@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -70,7 +70,7 @@ def label(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         bar = Progress(TextColumn("labelling"), BarColumn(), MofNCompleteColumn(), console=console, transient=True)
-    with bar or _nothing():
+    with bar or nullcontext():
         task = bar.add_task("labelling", total=budget) if bar else None
         result = run_label(data, labels, budget, sampler, step=step, truth=truth, fill=fill, model=model, seed=seed,
                            dataset=dataset, scan_shape=scan_shape, ui=ui, host=host, port=port,
@@ -117,8 +117,3 @@ def _plot_labels(ds, labels: Path, png: Path) -> None:
     rows = read_labels(labels, ds.scan_shape) if labels.exists() else []
     plot_sampling_pattern(png, rows, ds.scan_shape, ds.virtual_image(), title=labels.name)
     out.print(f"sampling pattern written to {png}", highlight=False)
-
-
-@contextmanager
-def _nothing():
-    yield
