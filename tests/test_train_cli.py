@@ -36,7 +36,7 @@ def files(tmp_path_factory):
 def test_train_writes_a_model_that_predicts(files):
     d, truth = files
     p = run("train", d / "data.npy", "--labels", d / "labels.csv", "--out", d / "model.pt", "--epochs", "40",
-            "--seed", "3")
+            "--seed", "3", "--network", "default")
     assert p.returncode == 0, p.stderr
     assert "24 labels" in p.stdout and str(d / "model.pt") in p.stdout
     model = CNNClassifier.load(d / "model.pt", dataset=d / "data.npy")
@@ -48,6 +48,16 @@ def test_train_writes_a_model_that_predicts(files):
     positions = np.array([(x, y) for y in range(ROWS) for x in range(COLS)])
     accuracy = (model.predict(positions) == truth[positions[:, 1], positions[:, 0]]).mean()
     assert accuracy >= 0.9
+
+
+def test_default_network_is_auto(files):
+    """Without --network, train compares the models on the labels and says which it kept."""
+    d, _ = files
+    p = run("train", d / "data.npy", "--labels", d / "labels.csv", "--out", d / "auto.pt", "--epochs", "2")
+    assert p.returncode == 0, p.stderr
+    assert "model selection" in p.stdout and "<- kept" in p.stdout
+    model = CNNClassifier.load(d / "auto.pt", dataset=d / "data.npy")
+    assert model.summary_["selection"]["kept"] in model.summary_["selection"]["scores"]
 
 
 def bad_inputs(d):
@@ -69,6 +79,8 @@ def bad_inputs(d):
         "labels of another scan": (("train", data, "--labels", d / "other_scan.csv", "--out", m), ["x=30", "8 x 6"]),
         "unknown class": (("train", data, "--labels", d / "bad_class.csv", "--out", m), ["diagonal", ":3"]),
         "NaN pattern labelled": (("train", d / "nan.npy", "--labels", good, "--out", m), ["NaN", "x=0, y=0"]),
+        "NaN pattern, pooled": (("train", d / "nan.npy", "--labels", good, "--out", m, "--network", "ghost",
+                                 "--neighbourhood", "3"), ["NaN", "x=0, y=0"]),
         "output not writable": (("train", data, "--labels", good, "--out", d / "a_file" / "m.pt"), ["a_file"]),
         "epochs zero": (("train", data, "--labels", good, "--out", m, "--epochs", "0"), ["--epochs"]),
         "unknown network": (("train", data, "--labels", good, "--out", m, "--network", "resnet"), ["resnet"]),
@@ -76,7 +88,7 @@ def bad_inputs(d):
 
 
 @pytest.mark.parametrize("case", ["missing data", "missing labels", "one class", "too few labels",
-                                  "labels of another scan", "unknown class", "NaN pattern labelled",
+                                  "labels of another scan", "unknown class", "NaN pattern labelled", "NaN pattern, pooled",
                                   "output not writable", "epochs zero", "unknown network"])
 def test_bad_input_is_one_line_and_writes_no_model(files, case):
     d = files[0]

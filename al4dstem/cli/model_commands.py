@@ -21,10 +21,10 @@ def train(
     out_path: Path = typer.Option(..., "--out", metavar="MODEL.pt", help="Model checkpoint to write."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, the 80:20 split and the augmentation."),
     epochs: int | None = typer.Option(None, "--epochs", help="Most epochs (default: scaled to the label count)."),
-    network: str = typer.Option("default", "--network",
-                                help="default (fast CNN), paper (the paper's CNN), ghost (ghost/Bragg intensities at "
-                                     "the lattice's ghost positions), softmax, pca-knn, or auto (cross-validate them "
-                                     "all on the labels, keep the best, print every score)."),
+    network: str = typer.Option("auto", "--network",
+                                help="auto (the default: cross-validate the models below on the labels, keep the "
+                                     "best, print every score), default (fast CNN), paper (the paper's CNN), ghost "
+                                     "(ghost/Bragg intensities at the lattice's ghost positions), softmax or pca-knn."),
     neighbourhood: int | None = typer.Option(None, "--neighbourhood", metavar="N",
                                              help="Pool each pattern with its N x N scan neighbours (1, 3, 5): more "
                                                   "signal on faint scans, walls blurred by N // 2 positions "
@@ -38,7 +38,8 @@ def train(
     allow_other_calibration: bool = typer.Option(False, "--allow-other-calibration",
                                                  help="Train on scans whose calibrations differ."),
 ) -> None:
-    """Train a CNN on the labelled positions of DATA and save it as one checkpoint file (with its provenance)."""
+    """Train a model on the labelled positions of DATA (by default the best of several, chosen by cross-validation)
+    and save it as one checkpoint file (with its provenance)."""
     from al4dstem.data import open_dataset
     from al4dstem.data.scans import check_same_detector, gather_labels
 

@@ -296,6 +296,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         if self.network not in CHOICES:
             raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(CHOICES)})")
         shape = self._dataset().detector_shape if kind == "positions" else arr.shape[1:]
+        self._check_finite(kind, arr)
         learned = {k: v for k, v in vars(self).items() if k.endswith("_") or k == "_fast"}
         try:
             with torch_threads(self._threads()):
@@ -458,6 +459,22 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             delattr(self, k)
         vars(self).update(learned)
 
+    def _check_finite(self, kind: str, arr: np.ndarray) -> None:
+        """Refuse labelled patterns holding NaN or inf, as read from the data (before any pooling:
+        a pooled model would otherwise learn a broken pattern's neighbours under its label)."""
+        bad_pos, bad_idx = [], []
+        for i in range(0, len(arr), CHUNK):
+            if kind == "positions":
+                raw = self._dataset().get(arr[i:i + CHUNK])
+            else:
+                raw = arr[i:i + CHUNK]
+            ok = finite_mask(raw)
+            if kind == "positions":
+                bad_pos.extend(arr[i:i + CHUNK][~ok].tolist())
+            bad_idx.extend((i + np.flatnonzero(~ok)).tolist())
+        if bad_idx:
+            raise _nonfinite_error(bad_pos, bad_idx)
+
     def _read_training_patterns(self, X) -> tuple[np.ndarray, bool]:
         """The labelled patterns, read and binned once (linear, for augmentation), and whether
         they are counts (integer data). NaN/inf patterns are an error that names them."""
@@ -472,10 +489,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             parts.append(binning(raw))
             offset += len(raw)
         if bad_idx:
-            where = (f"at {_describe(np.array(bad_pos))}" if bad_pos
-                     else f"number {', '.join(str(i) for i in bad_idx[:5])}" + (" ..." if len(bad_idx) > 5 else ""))
-            raise Al4dstemError(f"{len(bad_idx)} labelled pattern(s) {where} contain NaN or inf and cannot be "
-                                "learned: remove those labels or repair the data")
+            raise _nonfinite_error(bad_pos, bad_idx)
         return np.concatenate(parts), counts
 
     # ------------------------------------------------------------------ inference
@@ -558,6 +572,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         model.versions_ = dict(payload.get("versions", {}))
         model._fast = None
         return model
+
+
+def _nonfinite_error(bad_pos: list, bad_idx: list) -> Al4dstemError:
+    where = (f"at {_describe(np.array(bad_pos))}" if bad_pos
+             else f"number {', '.join(str(i) for i in bad_idx[:5])}" + (" ..." if len(bad_idx) > 5 else ""))
+    return Al4dstemError(f"{len(bad_idx)} labelled pattern(s) {where} contain NaN or inf and cannot be "
+                         "learned: remove those labels or repair the data")
 
 
 def oof_logits(fit, inputs: np.ndarray, y: np.ndarray, folds: int, seed: int):
