@@ -50,7 +50,7 @@ ALIASES = {
     "vertical": 1, "v": 1,
     "horizontal": 2, "h": 2,
 }
-STORE_COLUMNS = ("x", "y", "label", "round", "source", "time")
+STORE_COLUMNS = ("x", "y", "label", "round", "source", "time", "sampler")
 # Paper file names: "X_Y_boxsize5.png", "X_Y.png", ...
 POSITION_NAME = re.compile(r"^(\d+)_(\d+)(?:_.*)?\.[A-Za-z0-9]+$")
 
@@ -109,15 +109,23 @@ def read_labels(path: str | os.PathLike, scan_shape: Sequence[int] | None = None
     symlinks to them) are read: a FIFO or a device is refused without opening it.
     """
     path = Path(path)
+    return validate_labels(read_label_rows(path), path, scan_shape)
+
+
+def read_label_rows(path: str | os.PathLike) -> list[Label]:
+    """Every row of a CSV or YAML label file in file order, parsed but not validated against a scan.
+
+    Undo rows and skips are kept, duplicates are not merged: for callers that group rows first
+    (by their ``scan`` column, say) and then validate each group with ``validate_labels``.
+    """
+    path = Path(path)
     data = _read_regular(path)
     if path.suffix.lower() in (".yaml", ".yml"):
-        rows = _read_yaml(path, data)
-    else:
-        parsed = _parse_csv(path, data)
-        if parsed.columns is None:
-            raise Al4dstemError(f"{path}: not a label CSV: header must contain x,y,label (found nothing)")
-        rows = parsed.rows
-    return validate_labels(rows, path, scan_shape)
+        return _read_yaml(path, data)
+    parsed = _parse_csv(path, data)
+    if parsed.columns is None:
+        raise Al4dstemError(f"{path}: not a label CSV: header must contain x,y,label (found nothing)")
+    return parsed.rows
 
 
 def _check_regular(path: Path, must_exist: bool = True) -> os.stat_result | None:
@@ -569,7 +577,7 @@ class LabelStore:
 
     Opening takes an exclusive lock on the file until ``close`` (use it as a context manager)
     and validates every row; it never changes what is there. A new file gets the header
-    ``x,y,label,round,source,time``; if no answer was recorded by ``close``, it is removed
+    ``x,y,label,round,source,time,sampler``; if no answer was recorded by ``close``, it is removed
     again. ``retract`` appends an ``undo`` row that takes back the last live answer.
 
     ``history`` holds every row in file order (undo rows included), ``rows`` the live answers

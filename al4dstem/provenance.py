@@ -77,6 +77,35 @@ def dataset_record(ds) -> dict:
     return record
 
 
+def describe_sampler(sampler) -> str:
+    """One line naming a sampler and its settings, e.g. ``grid-midpoint random_state=0 step=8``.
+
+    The label store stamps it on every answer, so a label file says how its positions were chosen.
+    Built-ins go by their registry name, other classes by ``package.module:ClassName``; the settings
+    are the ``__init__`` parameters the instance keeps as attributes (the scikit-learn habit).
+    """
+    import inspect
+
+    inner = getattr(sampler, "_sampler", sampler)  # a wrapped duck-typed sampler
+    cls = type(inner)
+    text = f"{cls.__module__}:{cls.__qualname__}"
+    if cls.__module__.startswith("al4dstem.strategies."):  # already imported: the lookup costs nothing
+        from al4dstem.strategies.registry import SAMPLERS
+
+        text = next((name for name, c in SAMPLERS.items() if c is cls), text)
+    try:
+        names = [n for n, p in inspect.signature(cls).parameters.items()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        names = []
+    for name in sorted(names):
+        if hasattr(inner, name):
+            value = getattr(inner, name)
+            shown = value if value is None or isinstance(value, (bool, int, float, str)) else type(value).__name__
+            text += f" {name}={shown}"
+    return " ".join(text.split())  # one line, whatever a value holds
+
+
 def labels_record(path, used: list[tuple] | None = None, rows=None) -> dict:
     """A label file: its record with a full SHA-256, the row count, the hash of the labels ``used``
     (``(scan, x, y, class)`` tuples) and what its rows say about how they were chosen (the ``sampler``

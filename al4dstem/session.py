@@ -26,6 +26,7 @@ import numpy as np
 from al4dstem.base import SKIP, UNDO, Answer, QueryContext, Sampler
 from al4dstem.errors import Al4dstemError
 from al4dstem.labels import CLASSES, LabelStore
+from al4dstem.provenance import describe_sampler
 
 MODEL_ROUND = 10  # labels per round when a model is retrained between rounds
 PATTERN_CACHE = 64  # patterns kept in memory for the views (current, examples, gallery)
@@ -81,6 +82,7 @@ class LabellingSession:
         self.round_size = round_size
         self.background_retrain = background_retrain
         _check_model(sampler, model, store, self.retrain)
+        self.sampler_description = describe_sampler(sampler)  # stamped on every answer (provenance)
 
         self.lock = threading.RLock()
         self.version = 0
@@ -253,7 +255,8 @@ class LabellingSession:
             raise Al4dstemError(f"an oracle must yield al4dstem.base.Answer objects, not {type(answer).__name__}")
         with self.lock, _signals_deferred():
             stamp = {"round": self.round, "source": answer.source or source,
-                     "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+                     "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                     "sampler": self.sampler_description}
             if isinstance(answer.label, str) and answer.label == UNDO:
                 taken = self.store.retract(**stamp)
                 if taken is not None:

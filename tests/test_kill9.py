@@ -56,7 +56,8 @@ def test_kill_9_mid_labelling_loses_nothing(tmp_path):
     assert labels.read_bytes().endswith(b"\n")  # no torn row
     got = rows(labels)
     assert 5 <= len(got) < BUDGET
-    assert all(len(r) == 6 and None not in r.values() and r["source"] == "truth" for r in got)
+    assert all(len(r) == 7 and None not in r.values() and r["source"] == "truth" for r in got)
+    assert {r["sampler"] for r in got} == {"slow_sampler:SlowScanOrder random_state=0"}  # how each was chosen
     assert all(r["label"] == CLASSES[truth_class(int(r["x"]), int(r["y"]))] for r in got)
     with LabelStore(labels, (ROWS, COLS)) as store:  # valid and complete: opens as it is
         assert len(store) == len(got)

@@ -59,7 +59,8 @@ def test_unattended_run_resumes_and_plots(scan, tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""  # quiet in pipes: no progress bar
     first = rows(labels)
-    assert list(first[0]) == ["x", "y", "label", "round", "source", "time"]
+    assert list(first[0]) == ["x", "y", "label", "round", "source", "time", "sampler"]
+    assert {r["sampler"] for r in first} == {"grid-midpoint random_state=0 step=None"}  # how each was chosen
     assert len(first) == 10 and all(r["label"] == CLASSES[truth_class(int(r["x"]), int(r["y"]))] for r in first)
     assert "10 of 10 labelled" in p.stdout and str(labels) in p.stdout
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -71,6 +72,13 @@ def test_unattended_run_resumes_and_plots(scan, tmp_path):
     assert again[:10] == first and len(again) == 16
     assert len({(r["x"], r["y"]) for r in again}) == 16
     assert "+6 labels" in p.stdout
+
+    model = tmp_path / "m.pt"  # the model, and what info says of it, name the sampler that chose its labels
+    p = al4dstem("train", data, "--labels", labels, "--out", model, "--epochs", 1, "--network", "default")
+    assert p.returncode == 0, p.stderr
+    p = al4dstem("info", model)
+    assert p.returncode == 0, p.stderr
+    assert "grid-midpoint random_state=0 step=None: 16" in p.stdout, p.stdout
 
 
 def test_fill_nearest_is_flagged_in_the_file(scan, tmp_path):

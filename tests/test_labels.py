@@ -116,7 +116,7 @@ def test_store_appends_durably_and_resumes(tmp_path):
         store.append(0, 0, 2, round=0, source="truth")
         store.append(1, 0, None, round=0, source="truth")
         store.append(2, 0, 1, round=1, source="truth")
-    assert path.read_text().splitlines()[0] == "x,y,label,round,source,time"
+    assert path.read_text().splitlines()[0] == "x,y,label,round,source,time,sampler"
     with LabelStore(path, scan_shape=(5, 5)) as again:
         assert again.labels == {(0, 0): 2, (2, 0): 1}
         assert again.seen == {(0, 0), (1, 0), (2, 0)}
@@ -288,7 +288,7 @@ def test_a_store_left_unclosed_is_released_when_collected(tmp_path):
 def test_a_new_file_is_made_in_place_and_removed_if_no_answer_was_recorded(tmp_path):
     path = tmp_path / "sub" / "labels.csv"
     with LabelStore(path):
-        assert path.read_text() == "x,y,label,round,source,time\n"  # made at once, under the lock
+        assert path.read_text() == "x,y,label,round,source,time,sampler\n"  # made at once, under the lock
     assert not path.exists()
     with pytest.raises(KeyboardInterrupt), LabelStore(path):
         raise KeyboardInterrupt  # a failed command leaves no new file behind
@@ -300,7 +300,7 @@ def test_a_new_file_is_made_in_place_and_removed_if_no_answer_was_recorded(tmp_p
         assert [r.name for r in again.history] == ["vertical", "undo"]
     (tmp_path / "empty.csv").touch()  # a file that was there is never removed
     LabelStore(tmp_path / "empty.csv").close()
-    assert (tmp_path / "empty.csv").read_text() == "x,y,label,round,source,time\n"
+    assert (tmp_path / "empty.csv").read_text() == "x,y,label,round,source,time,sampler\n"
 
 
 def test_the_store_writes_in_place_never_through_a_rename(tmp_path):
@@ -326,7 +326,7 @@ def test_retract_appends_an_undo_row_and_never_changes_earlier_rows(tmp_path):
         before = path.read_bytes()
         taken = store.retract(round=1, source="person", time="t3")
         assert (taken.position, taken.label) == ((2, 0), 2)
-        assert path.read_bytes() == before + b"2,0,undo,1,person,t3\n"
+        assert path.read_bytes() == before + b"2,0,undo,1,person,t3,\n"
         assert store.labels == {(0, 0): 1} and store.seen == {(0, 0), (1, 0)}
         assert store.retract().position == (1, 0)  # the skip, next
         store.append(2, 0, 0)  # a retracted position takes any new answer
@@ -541,7 +541,7 @@ def test_symlinks_are_followed_and_the_target_written(tmp_path):
     with LabelStore(link) as store:
         store.append(1, 2, 1)
     assert link.is_symlink() and os.readlink(link) == str(target)
-    assert target.read_text() == "x,y,label,round,source,time\n1,2,vertical,,,\n"
+    assert target.read_text() == "x,y,label,round,source,time,sampler\n1,2,vertical,,,,\n"
     assert confirmed(read_labels(link)) == {(1, 2): 1}
     dangling = tmp_path / "dangling.csv"
     dangling.symlink_to(tmp_path / "later.csv")

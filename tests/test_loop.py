@@ -114,8 +114,9 @@ def test_rows_record_round_source_and_time(dataset, tmp_path):
     run_labelling(dataset, store, GridThenBoundary(per_round=2), TruthOracle({(0, 0): 1, (9, 7): 2},
                                                                                fill="nearest"), budget=6)
     got = rows(tmp_path / "l.csv")
-    assert list(got[0]) == ["x", "y", "label", "round", "source", "time"]
+    assert list(got[0]) == ["x", "y", "label", "round", "source", "time", "sampler"]
     assert [r["source"] for r in got[:2]] == ["truth", "truth-nearest"]  # (0,0) known, (4,0) filled
+    assert {r["sampler"] for r in got} == {"test_loop:GridThenBoundary per_round=2 step=4"}
     assert [int(r["round"]) for r in got] == [0, 0, 1, 1, 2, 2]  # 6 grid points, 2 a round
     assert all(datetime.fromisoformat(r["time"]).tzinfo is not None for r in got)
 

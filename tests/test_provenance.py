@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run
 
-from al4dstem.provenance import fingerprint
+from al4dstem.provenance import describe_sampler, fingerprint
 
 rsciio = pytest.importorskip("rsciio")
 
@@ -50,6 +50,26 @@ def test_fingerprint_tells_files_apart_fast(tmp_path):
     assert fingerprint(a) != fingerprint(b)
     b.write_bytes(b"\0" * 3_000_000)
     assert fingerprint(a) == fingerprint(b)
+
+
+class _Odd:
+    """A duck-typed sampler whose settings are not plain values, one of them with a line break."""
+
+    def __init__(self, weights=None, note="a\nb", hidden=1):
+        self.weights = np.ones(3) if weights is None else weights
+        self.note = note  # ``hidden`` is not kept as an attribute: not described
+
+    def query(self, context, n):
+        return np.arange(0)
+
+
+def test_describe_sampler_names_the_sampler_and_its_settings():
+    from al4dstem.strategies import get_sampler
+
+    assert describe_sampler(get_sampler("grid-midpoint", step=8, random_state=3)) == \
+        "grid-midpoint random_state=3 step=8"
+    assert describe_sampler(get_sampler("random", random_state=0)) == "random random_state=0"
+    assert describe_sampler(_Odd()) == "test_provenance:_Odd note=a b weights=ndarray"
 
 
 def test_several_scans_provenance_and_calibration(tmp_path):

@@ -42,17 +42,9 @@ class LabelledScans:
 def _raw_rows(path: Path) -> list:
     """Every row of a label file, parsed but not yet checked against a scan (a position may carry
     different labels in two scans)."""
-    from al4dstem import labels
+    from al4dstem.labels import read_label_rows
 
-    if hasattr(labels, "read_label_rows"):  # the label module's own reader, where it has one
-        return labels.read_label_rows(path)
-    data = labels._read_regular(path)
-    if path.suffix.lower() in (".yaml", ".yml"):
-        return labels._read_yaml(path, data)
-    parsed = labels._parse_csv(path, data)
-    if parsed.columns is None:
-        raise Al4dstemError(f"{path}: not a label CSV: header must contain x,y,label (found nothing)")
-    return parsed.rows
+    return read_label_rows(path)
 
 
 def scan_index(value: str, data: list[str], labels_path: Path | None = None) -> int | None:
