@@ -386,3 +386,40 @@ def test_empad_description_and_its_raw_file(tmp_path):
     assert ds.calibration.detector[0].units == "1/nm" and ds.calibration.detector[0].scale == pytest.approx(0.18)
     via_raw = open_dataset(tmp_path / "frames.raw")  # the description beside it gives the shape
     assert via_raw.scan_shape == (2, 3) and "acquisition.xml" in via_raw.notes[-1]
+
+
+def test_every_command_takes_scan_shape_for_a_frame_stack(tmp_path):
+    """A flattened (n, det, det) stack goes through info, label, plot-labels, train and predict with
+    --scan-shape; a wrong shape is one line naming the frame count."""
+    from cli_helpers import assert_one_line_error, run
+
+    rows, cols, det = 3, 4, 16
+    frames = np.random.default_rng(0).poisson(2.0, (rows * cols, det, det)).astype(np.float32)
+    truth_lines = ["x,y,label"]
+    for i in range(rows * cols):
+        y, x = divmod(i, cols)
+        c = x % 3
+        frames[i, det // 2, :] += 40 * (c == 2)
+        frames[i, :, det // 2] += 40 * (c == 1)
+        truth_lines.append(f"{x},{y},{('none', 'vertical', 'horizontal')[c]}")
+    stack, truth = tmp_path / "stack.npy", tmp_path / "truth.csv"
+    np.save(stack, frames)
+    truth.write_text("\n".join(truth_lines) + "\n")
+    shape = f"{rows}x{cols}"
+
+    r = run("info", stack, "--scan-shape", shape)
+    assert r.returncode == 0 and "(3, 4, 16, 16)" in r.stdout, r.stderr
+    r = run("info", stack, "--scan-shape", "4x4")
+    assert_one_line_error(r, "--scan-shape 4x4 needs 16 frames", "12")
+    labels = tmp_path / "labels.csv"
+    r = run("label", stack, "--scan-shape", shape, "--labels", labels, "--budget", 9, "--truth", truth)
+    assert r.returncode == 0, r.stderr
+    r = run("plot-labels", stack, "--scan-shape", shape, "--labels", labels, "--out", tmp_path / "l.png")
+    assert r.returncode == 0 and (tmp_path / "l.png").stat().st_size > 0, r.stderr
+    model = tmp_path / "m.pt"
+    r = run("train", stack, "--scan-shape", shape, "--labels", labels, "--out", model, "--network", "default",
+            "--epochs", 1)
+    assert r.returncode == 0, r.stderr
+    r = run("predict", stack, "--scan-shape", shape, "--model", model, "--out", tmp_path / "p")
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "p.npy").shape == (rows, cols, 3)

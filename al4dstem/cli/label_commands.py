@@ -99,6 +99,8 @@ def plot_labels(
     labels: Path = typer.Option(..., "--labels", help="Label file (CSV or ghost-hunter YAML)."),
     out_png: Path = typer.Option(..., "--out", help="PNG to write."),
     dataset: str | None = typer.Option(None, "--dataset", help="HDF5 path of the 4-D dataset, if several."),
+    scan_shape: str | None = typer.Option(None, "--scan-shape", metavar="ROWSxCOLS",
+                                          help="Scan shape of a file without one (raw frames, stacks)."),
 ) -> None:
     """Write the sampling-pattern figure: labelled positions coloured by class over the scan."""
     from al4dstem.data import open_dataset
@@ -107,7 +109,7 @@ def plot_labels(
 
     check_outputs(writes={"--out": out_png}, reads={"data file": data, "--labels": labels})
     read_labels(labels)  # a mistyped label path is an error, not an empty figure
-    _plot_labels(open_dataset(data, dataset=dataset), labels, out_png)
+    _plot_labels(open_dataset(data, dataset=dataset, scan_shape=scan_shape), labels, out_png)
 
 
 def _plot_labels(ds, labels: Path, png: Path) -> None:
