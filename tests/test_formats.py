@@ -423,3 +423,49 @@ def test_every_command_takes_scan_shape_for_a_frame_stack(tmp_path):
     r = run("predict", stack, "--scan-shape", shape, "--model", model, "--out", tmp_path / "p")
     assert r.returncode == 0, r.stderr
     assert np.load(tmp_path / "p.npy").shape == (rows, cols, 3)
+
+
+# ---------------------------------------------------------------- NanoMegas TopSpin .app5
+
+APP5_GUID = "0a1b2c3d-0000-4000-8000-00000000000{}"
+
+
+def write_app5(path: Path, scans: list[np.ndarray], step_nm: float = 2.5, k_scale: float = 0.1,
+               image: bool = False) -> None:
+    """A TopSpin ``.app5`` laid out as TopSpin exports one session: a session ``Metadata`` XML and, per
+    4-D result, a GUID group of numbered frames, each a contiguous ``Data`` array with its ``Metadata``
+    XML (detector axes; probe position in metres). ``image`` adds a 2-D composite image result."""
+    axis = "<A><O>0</O><S>{}</S><U><N>unit</N><V>mrad</V></U></A>"
+    with h5py.File(path, "w") as f:
+        f["Metadata"] = np.bytes_("<Root><Id>session</Id><Title>a test scan</Title>"
+                                  "<ProcedureName>Precession</ProcedureName></Root>")
+        for n, data in enumerate(scans):
+            group = f.create_group(APP5_GUID.format(n))
+            rows, cols = data.shape[:2]
+            for i in range(rows * cols):
+                y, x = divmod(i, cols)
+                frame = group.create_group(str(i))
+                frame.create_dataset("Data", data=data[y, x])  # contiguous: TopSpin's own layout
+                frame["Metadata"] = np.bytes_(
+                    f"<Root><K>{axis.format(k_scale)}{axis.format(k_scale)}</K><P><Q><N>position</N><V>"
+                    f"<X>{x * step_nm * 1e-9!r}</X><Y>{y * step_nm * 1e-9!r}</Y></V></Q></P></Root>")
+        if image:
+            f.create_dataset(APP5_GUID.format(9), data=np.zeros((5, 7), np.float32))
+
+
+def test_app5_is_read_with_its_scan_step_and_several_results_need_dataset(tmp_path):
+    scan = frames(12, (9, 8), dtype=np.float32).reshape(3, 4, 9, 8)
+    write_app5(tmp_path / "one.app5", [scan], image=True)  # one 4-D result beside a 2-D image: taken
+    ds = open_dataset(tmp_path / "one.app5")
+    assert ds.format == "app5"
+    assert_scan(ds, scan)
+    step = ds.calibration.scan[1]
+    assert step.scale == pytest.approx(2.5) and step.units == "nm"
+    assert ds.calibration.detector[0].scale == pytest.approx(0.1) and ds.calibration.detector[0].units == "mrad"
+
+    other = frames(6, (9, 8), dtype=np.float32, seed=1).reshape(2, 3, 9, 8)
+    write_app5(tmp_path / "two.app5", [scan, other])
+    with pytest.raises(Al4dstemError, match="--dataset") as e:
+        open_dataset(tmp_path / "two.app5")
+    one_line(e)
+    assert_scan(open_dataset(tmp_path / "two.app5", dataset="1"), other)  # numbered from 0, as listed
