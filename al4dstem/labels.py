@@ -585,8 +585,6 @@ class LabelStore:
     a live answer (labelled or skipped).
     """
 
-    repaired = False  # the store never repairs a file (see ``repair_label_file``); kept for old callers
-
     def __init__(self, path: str | os.PathLike, scan_shape: Sequence[int] | None = None):
         self.path = Path(path)
         self.scan_shape = scan_shape

@@ -457,7 +457,7 @@ def test_app5_is_read_with_its_scan_step_and_several_results_need_dataset(tmp_pa
     scan = frames(12, (9, 8), dtype=np.float32).reshape(3, 4, 9, 8)
     write_app5(tmp_path / "one.app5", [scan], image=True)  # one 4-D result beside a 2-D image: taken
     ds = open_dataset(tmp_path / "one.app5")
-    assert ds.format == "app5"
+    assert ds.format == "app5" and "frame by frame" in ds.reader  # lazy: rosettasciio alone reads it whole
     assert_scan(ds, scan)
     step = ds.calibration.scan[1]
     assert step.scale == pytest.approx(2.5) and step.units == "nm"
@@ -469,3 +469,11 @@ def test_app5_is_read_with_its_scan_step_and_several_results_need_dataset(tmp_pa
         open_dataset(tmp_path / "two.app5")
     one_line(e)
     assert_scan(open_dataset(tmp_path / "two.app5", dataset="1"), other)  # numbered from 0, as listed
+
+    del ds  # (closes the file)
+    write_app5(tmp_path / "bad.app5", [scan])
+    with h5py.File(tmp_path / "bad.app5", "a") as f:  # a frame's metadata lost: one line naming the file
+        del f[APP5_GUID.format(0)]["0"]["Metadata"]
+    with pytest.raises(Al4dstemError, match="bad.app5") as e:
+        open_dataset(tmp_path / "bad.app5")
+    one_line(e)
