@@ -205,9 +205,10 @@ def make_oracle(truth, fill: str, scan_shape, store, console=None):
 
 
 def make_model(path, ds, seed: int, sampler, store):
-    """The model given, or a new one for a sampler that needs a model, when the labels so far
-    (two classes at least) can train it; without one the session says what is needed."""
-    if path is None and (not getattr(sampler, "needs_model", False) or len(set(store.labels.values())) < 2):
+    """The model given, or a new one for a sampler that needs a model. A new file is fine: the
+    sampler starts with a space-filling seed batch and the session trains the model as soon as
+    the labels can train it (two classes, a few labels), then goes on model-driven."""
+    if path is None and not getattr(sampler, "needs_model", False):
         return None
     from al4dstem.models import CNNClassifier
 

@@ -341,21 +341,38 @@ class LabellingSession:
             return
         labels = dict(self.store.labels)
         if len(set(labels.values())) < 2:
+            if not self.model_ready:
+                self.message = "no model yet (the labels so far show one class); labelling a seed batch first"
             return  # one class teaches nothing; keep the model as it is
         self._fitted_at = changes
         if self.background_retrain and self.model_ready:
             self._fit_thread = threading.Thread(target=self._fit_in_background, args=(labels,), daemon=True)
             self._fit_thread.start()
+        elif not self.model_ready:
+            self._first_fit(labels)
         else:
-            _fit(self.model, labels, self.sampler)
+            _fit(self.model, labels)
             self.model_version += 1
+
+    def _first_fit(self, labels) -> None:
+        """Train the first model; while the labels cannot train one yet (too few, or of one class),
+        the run goes on without a model: the sampler keeps proposing its seed batch."""
+        try:
+            _fit(self.model, labels)
+        except Al4dstemError as e:
+            if self.model_ready:  # a fit that failed half-way must not leave a broken model behind
+                raise
+            self.message = f"no model yet ({e}); labelling a space-filling seed batch first"
+            return
+        self.model_version += 1
+        self.message = f"model trained on {len(labels)} labels"
 
     def _fit_in_background(self, labels) -> None:
         # fit a shallow copy and swap it in when done: a fit rebuilds the model's learned
         # attributes one by one, and the views and the sampler keep using the old model meanwhile
         candidate = copy.copy(self.model)
         try:
-            _fit(candidate, labels, self.sampler)
+            _fit(candidate, labels)
         except Exception as e:  # reported at the next round, in the session's thread
             self._fit_error = e
         with self.lock:
@@ -414,21 +431,20 @@ def _check_query(sampler, chosen, context: QueryContext, n: int) -> np.ndarray:
 
 
 def _check_model(sampler, model, store: LabelStore, retrain: bool) -> None:
-    """Refuse early (before any question) a sampler that needs a model it cannot have."""
+    """Refuse early (before any question) a sampler that needs a model it cannot have.
+
+    An untrained model is fine when the run retrains it: the sampler starts from nothing (it
+    sees ``context.model`` None and proposes its seed batch) until the labels can train one.
+    """
     if not getattr(sampler, "needs_model", False):
         return
     name = type(sampler).__name__
     if model is None:
         raise Al4dstemError(f"sampler {name} needs a model: give one (--model MODEL.pt) or start with "
                             "--sampler grid-midpoint")
-    if hasattr(model, "classes_"):
-        return
-    classes = set(store.labels.values())
-    if not retrain or len(classes) < 2:
-        raise Al4dstemError(
-            f"sampler {name} needs a trained model, and {len(store.labels)} label(s) of {len(classes)} class(es) "
-            "cannot train one: label a few positions of at least two classes first (e.g. --sampler "
-            "grid-midpoint --budget 20 on the same label file), or give --model MODEL.pt")
+    if not retrain and not hasattr(model, "classes_"):
+        raise Al4dstemError(f"sampler {name} needs a trained model, and this run does not train one: "
+                            "give a trained model or let the run retrain it")
 
 
 def _last_round(store: LabelStore) -> int:
@@ -436,14 +452,5 @@ def _last_round(store: LabelStore) -> int:
     return max((int(r) for r in rounds if r.strip().isdigit()), default=-1)
 
 
-def _fit(model, labels: dict, sampler) -> None:
-    first = not hasattr(model, "classes_")
-    try:
-        model.fit(np.array(list(labels), dtype=np.int64), np.array(list(labels.values()), dtype=np.int64))
-    except Al4dstemError as e:
-        if not first:
-            raise
-        raise Al4dstemError(
-            f"sampler {type(sampler).__name__} needs a trained model, and training one on the {len(labels)} "
-            f"label(s) so far failed ({e}): label more first (e.g. --sampler grid-midpoint --budget 20 on "
-            "the same label file), or give --model MODEL.pt") from None
+def _fit(model, labels: dict) -> None:
+    model.fit(np.array(list(labels), dtype=np.int64), np.array(list(labels.values()), dtype=np.int64))

@@ -137,3 +137,21 @@ def test_bad_input_one_line_and_label_file_untouched(scan, tmp_path, case):
     assert needle in lines[0]
     assert (labels.read_bytes() if labels.exists() else None) == before
     assert p.stdout == ""
+
+
+@pytest.mark.parametrize("sampler", ["uncertainty", "hybrid"])
+def test_model_driven_sampler_starts_on_a_new_label_file(scan, tmp_path, sampler):
+    """No labels and no model: a space-filling seed batch, a model trained on it, then model-driven rounds."""
+    data, truth = scan
+    labels = tmp_path / "labels.csv"
+    p = al4dstem("label", data, "--labels", labels, "--budget", 22, "--sampler", sampler, "--truth", truth,
+                 "--seed", 0, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "22 of 22 labelled (budget reached)" in p.stdout, p.stdout
+    got = rows(labels)
+    assert len(got) == 22 and len({(r["x"], r["y"]) for r in got}) == 22
+    assert all(r["label"] == CLASSES[truth_class(int(r["x"]), int(r["y"]))] for r in got)
+    first = [r for r in got if r["round"] == got[0]["round"]]
+    assert len({int(r["y"]) for r in first}) >= 3 and len({int(r["x"]) for r in first}) >= 3  # spread out
+    if sampler == "uncertainty":
+        assert len(first) == 10 and len({r["round"] for r in got}) == 3  # seed batch, then two model rounds

@@ -320,18 +320,53 @@ def test_sampler_needing_a_model_says_what_is_needed(dataset, tmp_path):
     path = tmp_path / "l.csv"
     with pytest.raises(Al4dstemError, match="needs a model.*--model"), LabelStore(path) as store:
         run_labelling(dataset, store, LeastConfident(), TruthOracle(TRUTH), budget=3)
-    with pytest.raises(Al4dstemError, match="at least two classes.*grid-midpoint"), LabelStore(path) as store:
-        run_labelling(dataset, store, LeastConfident(), TruthOracle(TRUTH), budget=3, model=NearestModel())
+    with pytest.raises(Al4dstemError, match="needs a trained model.*does not train"), LabelStore(path) as store:
+        run_labelling(dataset, store, LeastConfident(), TruthOracle(TRUTH), budget=3, model=NearestModel(),
+                      retrain=False)
     assert not path.exists()
-    with LabelStore(path) as store:
-        for x, c in enumerate([1, 2, 1]):
-            store.append(x, 0, c)
-    before = path.read_bytes()
-    with pytest.raises(Al4dstemError, match="training one on the 3 label.*at least 5 labels.*grid-midpoint"), \
-            LabelStore(path) as store:
-        run_labelling(dataset, store, LeastConfident(), TruthOracle(TRUTH), budget=9,
-                      model=NearestModel(min_labels=5))
-    assert path.read_bytes() == before  # refused before anything was written
+
+
+def test_model_driven_sampler_starts_from_nothing(dataset, tmp_path):
+    """A new label file and an untrained model: a space-filling seed batch first (the sampler
+    sees no model), then the model is trained and drives every later round."""
+    from al4dstem.strategies import UncertaintySampler
+
+    class Watching(UncertaintySampler):
+        def query(self, context, n):
+            seen.append((len(context.labelled_positions), context.model is not None))
+            return super().query(context, n)
+
+    seen = []
+    model = NearestModel(min_labels=5)
+    path = tmp_path / "l.csv"
+    with LabelStore(path, dataset.scan_shape) as store:
+        result = run_labelling(dataset, store, Watching(random_state=0), TruthOracle(TRUTH),
+                               budget=2 * MODEL_ROUND + 5, model=model)
+    assert result.labelled == 2 * MODEL_ROUND + 5
+    assert seen[0] == (0, False)  # the seed batch, before any model
+    assert all(has_model for _, has_model in seen[1:])
+    assert model.fits == [MODEL_ROUND, 2 * MODEL_ROUND]
+    first = [r.position for r in read_labels(path)][:MODEL_ROUND]
+    assert len({y for _, y in first}) >= 3 and len({x for x, _ in first}) >= 3  # spread, not a clump
+
+
+def test_seed_batch_goes_on_while_the_labels_cannot_train(dataset, tmp_path):
+    """Labels of one class (or too few) cannot train: the run goes on with seed batches and
+    trains the model as soon as it can, instead of failing."""
+    from al4dstem.strategies import UncertaintySampler
+
+    one_class = {p: 1 for p in TRUTH}
+    one_class.update({(x, 7): 2 for x in range(COLS)})  # off the seed grid: the first batch sees one class
+    model = NearestModel(min_labels=5)
+    path = tmp_path / "l.csv"
+    with LabelStore(path, dataset.scan_shape) as store:
+        result = run_labelling(dataset, store, UncertaintySampler(random_state=0), TruthOracle(one_class),
+                               budget=30, model=model)
+    assert result.labelled == 30
+    classes = [r.label for r in read_labels(path)]
+    first_two = next(i for i, c in enumerate(classes) if c != classes[0]) + 1
+    assert first_two > MODEL_ROUND  # the first seed batch saw one class only
+    assert model.fits and model.fits[0] >= first_two  # trained once two classes were labelled
 
 
 # ---------------------------------------------------------------- contract breaches

@@ -324,3 +324,24 @@ def test_check_batch_rejects_labelled_positions():
                        ctx.labelled_classes)
     with pytest.raises(AssertionError, match="labelled"):
         check_batch(bad, [len(bad.candidates) - 1], 1)
+
+
+def test_uncertainty_cold_start_is_a_space_filling_seed_batch():
+    """No model yet: a coarse grid across the scan (not a random clump); with labels, farthest from them."""
+    from al4dstem.base import QueryContext
+    from al4dstem.strategies import UncertaintySampler
+
+    rows, cols = 34, 206
+    ys, xs = np.mgrid[0:rows, 0:cols]
+    cand = np.column_stack([xs.ravel(), ys.ravel()]).astype(np.int64)
+    picks = cand[UncertaintySampler(random_state=0).query(QueryContext((rows, cols), cand), 10)]
+    assert len(picks) == 10
+    assert len(np.unique(picks[:, 1])) >= 2 and np.ptp(picks[:, 0]) > cols / 2 and np.ptp(picks[:, 1]) > rows / 3
+    gaps = np.sort(np.hypot(*(picks[:, None] - picks[None]).transpose(2, 0, 1)) + np.eye(10) * 1e9, axis=1)[:, 0]
+    assert gaps.min() >= 10  # spread: no two seed positions close together
+    labelled = picks
+    rest = np.array([p for p in cand.tolist() if p not in labelled.tolist()], dtype=np.int64)
+    more = rest[UncertaintySampler(random_state=0).query(
+        QueryContext((rows, cols), rest, labelled, np.zeros(10, np.int64)), 5)]
+    d = np.hypot(*(more[:, None] - labelled[None]).transpose(2, 0, 1)).min(axis=1)
+    assert d.min() >= 8  # the next seed batch fills the gaps between the first one's positions

@@ -39,6 +39,7 @@ from al4dstem.base import QueryContext, Sampler
 from al4dstem.strategies.common import as_positions, empty, index_map, rng_for, room, tie_break
 from al4dstem.strategies.coordinate import fit_coordinate_model
 from al4dstem.strategies.grid_midpoint import GridMidpointSampler
+from al4dstem.strategies.seed import farthest_from
 
 FLOOR = 0.1  # weight of an edge the model is sure about, relative to 1.1 for a fully unsure one
 
@@ -79,7 +80,7 @@ class HybridSampler(BaseEstimator, Sampler):
         rng = rng_for(self.random_state, context)
         edges = wall_edges(labelled, classes)
         if len(edges) == 0:  # no wall seen yet: explore, farthest from everything labelled
-            return _farthest(cand, labelled, k, rng)
+            return farthest_from(cand, labelled, k, rng)
         p, q = labelled[edges[:, 0]], labelled[edges[:, 1]]
         length = np.hypot(*(p - q).T)
         mids = (p + q) // 2
@@ -105,7 +106,7 @@ class HybridSampler(BaseEstimator, Sampler):
             if len(chosen) == k:
                 break
         if len(chosen) < k:  # fewer open wall edges than asked: fill up by exploring
-            rest = _farthest(cand, np.vstack([labelled, cand[chosen]]) if chosen else labelled, k - len(chosen), rng,
+            rest = farthest_from(cand, np.vstack([labelled, cand[chosen]]) if chosen else labelled, k - len(chosen), rng,
                              exclude=chosen)
             chosen += rest.tolist()
         return np.array(chosen, dtype=np.int64)
@@ -135,20 +136,6 @@ def wall_edges(positions: np.ndarray, classes: np.ndarray, neighbours: int = 12)
     proper = ~(np.all(mid == positions[i], axis=1) | np.all(mid == positions[j], axis=1))
     gabriel = nearest >= radius - 1e-9
     return np.column_stack([i, j])[gabriel & proper]
-
-
-def _farthest(cand: np.ndarray, labelled: np.ndarray, k: int, rng, exclude=()) -> np.ndarray:
-    """``k`` candidates chosen greedily farthest from the labelled ones and from each other."""
-    d = cKDTree(labelled).query(cand)[0] if len(labelled) else np.full(len(cand), np.inf)
-    d = np.where(np.isinf(d), 1e9, d) + rng.random(len(cand)) * 1e-6
-    d[list(exclude)] = -1.0
-    picks = []
-    for _ in range(min(k, len(cand) - len(exclude))):
-        pick = int(np.argmax(d))
-        picks.append(pick)
-        d = np.minimum(d, np.hypot(*(cand - cand[pick]).T))
-        d[pick] = -1.0
-    return np.array(picks, dtype=np.int64)
 
 
 def _normalised_entropy(proba: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator
 from al4dstem.base import QueryContext, Sampler
 from al4dstem.errors import Al4dstemError
 from al4dstem.strategies.common import as_positions, empty, rng_for, room
+from al4dstem.strategies.seed import seed_batch
 
 MEASURES = ("least-confident", "margin", "entropy")
 BATCHES = ("top", "diverse")
@@ -38,8 +39,9 @@ class UncertaintySampler(BaseEstimator, Sampler):
     ``batch``: "top" takes the k most uncertain (equal scores in a seeded random order);
     "diverse" is modAL's ranked batch (Cardoso et al. 2017), trading uncertainty against the
     distance to labelled and already chosen positions.
-    Before any model exists (``context.model`` is None) it draws a seeded random batch: the
-    usual cold start, so that the loop has labels to fit the first model on.
+    Before any model exists (``context.model`` is None) it proposes a space-filling seed batch
+    (``al4dstem.strategies.seed``: a coarse grid, then the positions farthest from the labels),
+    so that the loop has labels of several classes to fit the first model on.
     """
 
     needs_model = True
@@ -59,7 +61,7 @@ class UncertaintySampler(BaseEstimator, Sampler):
             return empty()
         rng = rng_for(self.random_state, context)
         if context.model is None:
-            return rng.choice(len(context.candidates), size=k, replace=False).astype(np.int64)
+            return seed_batch(context, k, rng)
         X = as_positions(context.candidates)
         if self.batch == "top":
             return self._top(context.model, X, k, rng)
