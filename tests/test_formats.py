@@ -477,3 +477,38 @@ def test_app5_is_read_with_its_scan_step_and_several_results_need_dataset(tmp_pa
     with pytest.raises(Al4dstemError, match="bad.app5") as e:
         open_dataset(tmp_path / "bad.app5")
     one_line(e)
+
+
+# ---------------------------------------------------------------- ThermoFisher Velox .emd
+
+
+def write_velox(path: Path, frames: np.ndarray) -> None:
+    """A Velox EMD holding one camera image stack, laid out as Velox writes one: a ``Version`` JSON,
+    ``Data/Image/<id>/Data`` as (det_rows, det_cols, frames) and a ``Metadata`` column of JSON per frame."""
+    import json
+
+    meta = {"BinaryResult": {"PixelSize": {"width": "2e-3", "height": "2e-3"}, "PixelUnitX": "1/nm",
+                             "Offset": {"x": "0", "y": "0"}, "DetectorIndex": "0"},
+            "Detectors": {"Detector-0": {"DetectorName": "BM-Ceta", "ExposureTime": "0.001"}},
+            "Scan": {}, "Acquisition": {}, "CustomProperties": {}}
+    text = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    column = np.zeros((len(text) + 8, len(frames)), np.uint8)
+    column[:len(text)] = text[:, None]
+    with h5py.File(path, "w") as f:
+        f.create_dataset("Version", data=[json.dumps({"format": "Velox", "version": 11}).encode()])
+        image = f.create_group("Data/Image/0123456789abcdef0123456789abcdef")
+        image.create_dataset("Data", data=np.moveaxis(frames, 0, -1), chunks=(*frames.shape[1:], 1))
+        image.create_dataset("Metadata", data=column)
+
+
+def test_velox_camera_stack_with_scan_shape(tmp_path):
+    stack = frames(12, (9, 8))
+    write_velox(tmp_path / "v.emd", stack)
+    with pytest.raises(Al4dstemError, match="holds 12 frames of 9 x 8 pixels and no scan shape") as e:
+        open_dataset(tmp_path / "v.emd")
+    one_line(e)
+    ds = open_dataset(tmp_path / "v.emd", scan_shape="3x4")
+    assert ds.format == "emd" and "lazy" in ds.reader
+    assert_scan(ds, stack.reshape(3, 4, 9, 8))
+    pixel = ds.calibration.detector[1]  # 2e-3 1/nm, which rosettasciio gives as 2 1/µm
+    assert (pixel.scale, pixel.units) == (pytest.approx(2.0), "1/µm")
