@@ -1,4 +1,6 @@
-"""The three contracts: Sampler, Oracle, Model. The labelling loop uses nothing else.
+"""The three contracts: Sampler, Oracle, Model (the labelling loop uses nothing else), and the
+inference seam: ``PatternModel`` (what an engine needs from a model) and ``Engine`` (what an
+engine is). See docs/design.md.
 
 They follow scikit-learn habits: hyper-parameters and ``random_state`` are stored in
 ``__init__`` unchanged (no logic there), learned attributes end in ``_``, ``fit`` returns self.
@@ -11,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -119,3 +121,48 @@ class Model(ABC):
 
     def predict(self, X) -> np.ndarray:
         return np.asarray(self.classes_)[np.argmax(self.predict_proba(X), axis=1)]
+
+
+# ---------------------------------------------------------------- the inference seam
+
+
+@runtime_checkable
+class PatternModel(Protocol):
+    """What an inference engine needs from a model: the preprocessing and a batch classifier.
+
+    ``classify`` owns the rules every engine must apply the same way: a pattern holding NaN or
+    inf is not classifiable (``ok`` False, its probability row NaN), nor is one whose network
+    output is not finite; the batch is split into network calls of a size the model chooses.
+    ``classify_preprocessed`` is its second half, for engines that preprocess on another
+    thread or process than the network runs on. ``al4dstem.models.trained.TrainedNetwork``
+    implements it; ``al4dstem.models.trained.as_pattern_model`` adapts any fitted model with
+    ``preprocessing_`` and ``forward_preprocessed``.
+    """
+
+    preprocessing_: Any  # al4dstem.data.Preprocessing: raw (n, det_rows, det_cols) -> network input
+    detector_shape_: tuple[int, int]
+
+    def check_compatible(self, dataset) -> None:
+        """Raise ``Al4dstemError`` (one line) if ``dataset`` has another detector shape than the model's."""
+
+    def classify(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(probs, ok)`` for raw patterns ``(n, det_rows, det_cols)``: float32 ``(n, 3)``
+        (NaN rows where not ``ok``) and bool ``(n,)``."""
+
+    def classify_preprocessed(self, x: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``classify`` from already preprocessed patterns and their finite mask (``finite_mask(raw)``)."""
+
+
+class Engine(Protocol):
+    """An inference engine: streams a whole scan through a ``PatternModel`` into a probability map.
+
+    Engines are plain functions registered by name (``al4dstem.engines.get_engine``; the
+    ``al4dstem.engines`` entry-point group for other packages). Each takes its own keyword
+    options (threads, workers, a scheduler address, a device) after these.
+    """
+
+    def __call__(self, model: PatternModel, dataset, *, batch_size: int = 256, progress=None,
+                 **options) -> tuple[np.ndarray, np.ndarray]:
+        """``(probs, valid)``: float32 ``(rows, cols, 3)`` in class order with NaN rows where not
+        valid, and bool ``(rows, cols)``. ``progress(done, total)`` is called as positions finish.
+        Equal, within float rounding (max abs difference 1e-4), to ``model.classify`` of every pattern."""

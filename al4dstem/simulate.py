@@ -1,4 +1,4 @@
-"""Synthetic boracite-like 4D-STEM scans with ground truth (DESIGN.md §4).
+"""Synthetic boracite-like 4D-STEM scans with ground truth (docs/design.md, "Simulated data").
 
 Physics, in the order a pattern is built:
 
@@ -31,9 +31,7 @@ import math
 import os
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -647,23 +645,17 @@ def _chunks(scan: _Scan) -> list[tuple[int, int, int]]:
 
 
 def _stream(plan: _Plan, threads: int | None) -> Iterator[tuple[int, int, int, np.ndarray]]:
-    """Chunks ``(row, c0, c1, patterns)`` in scan order, made on a few threads, few in flight."""
+    """Chunks ``(row, c0, c1, patterns)`` in scan order, made on a few threads, few in flight
+    (``engines.streaming.ordered_map``: memory does not grow with the scan)."""
+    from al4dstem.engines.streaming import ordered_map
+
     threads = max(1, threads or min(4, os.cpu_count() or 1))
-    todo = iter(_chunks(plan.scan))
-    if threads == 1:
-        for r, c0, c1 in todo:
-            yield r, c0, c1, _make_chunk(plan, r, c0, c1)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        pending: deque = deque()
-        for r, c0, c1 in todo:
-            pending.append((r, c0, c1, pool.submit(_make_chunk, plan, r, c0, c1)))
-            if len(pending) > 2 * threads:  # bounded: memory does not grow with the scan
-                r_, a, b, fut = pending.popleft()
-                yield r_, a, b, fut.result()
-        while pending:
-            r_, a, b, fut = pending.popleft()
-            yield r_, a, b, fut.result()
+
+    def make(chunk):
+        r, c0, c1 = chunk
+        return r, c0, c1, _make_chunk(plan, r, c0, c1)
+
+    yield from ordered_map(make, _chunks(plan.scan), threads)
 
 
 # ============================================================ public entry points

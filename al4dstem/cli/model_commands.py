@@ -113,6 +113,14 @@ def predict(
                                           help="Scan shape for frames without one (raw files, stacks)."),
     allow_other_calibration: bool = typer.Option(False, "--allow-other-calibration",
                                                  help="Map a scan whose calibration differs from the model's data."),
+    engine: str = typer.Option("local", "--engine", help="Inference engine: local (this machine) or libertem "
+                                                         "(LiberTEM, inline or on a Dask cluster; extra 'scale')."),
+    workers: int | None = typer.Option(None, "--workers", help="libertem: local Dask workers to start (default: "
+                                                               "run inline, in this process)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT",
+                                         help="libertem: an existing Dask scheduler to run on."),
+    device: str = typer.Option("auto", "--device", help="Where the network runs: auto (a GPU when torch sees "
+                                                        "one), cpu or cuda."),
 ) -> None:
     """Map a whole scan: PREFIX.npy (float32 rows x cols x 3: none, vertical, horizontal) and PREFIX.png.
 
@@ -124,13 +132,14 @@ def predict(
 
     from al4dstem.colors import SCHEMES
     from al4dstem.data import open_dataset
-    from al4dstem.engines.local import predict_dataset
+    from al4dstem.engines import get_engine, run_engine
     from al4dstem.labels import as_arrays, read_labels
     from al4dstem.maps import output_paths, write_prediction
 
     start = time.perf_counter()
     check_at_least(batch_size, 1, "--batch-size")
     check_at_least(threads, 1, "--threads")
+    check_at_least(workers, 1, "--workers")
     if scheme not in SCHEMES:
         raise Al4dstemError(f"--scheme {scheme!r}: one of {', '.join(SCHEMES)}")
     # all the files, the figure too: --no-figure removes an old one
@@ -143,7 +152,8 @@ def predict(
     ds = open_dataset(data, dataset, scan_shape=scan_shape)
     from al4dstem.models.trained import TrainedNetwork  # torch: imported once the cheap checks have passed
 
-    clf = TrainedNetwork.load(model)
+    get_engine(engine)  # an unknown or uninstalled engine is refused before the model loads
+    clf = TrainedNetwork.load(model).to(device)
     clf.check_compatible(ds)  # the detector shape first: it is never allowed to differ
     if not allow_other_calibration:
         _check_model_calibration(clf, ds, model)
@@ -153,8 +163,8 @@ def predict(
         with patterns_bar("predicting", ds.n_positions) as progress:
             from al4dstem.models.neighbourhood import model_dataset  # pooled over scan neighbours if trained so
 
-            probs, valid = predict_dataset(clf, model_dataset(clf, ds), batch_size=batch_size, progress=progress,
-                                           n_threads=threads)
+            probs, valid = run_engine(engine, clf, model_dataset(clf, ds), batch_size=batch_size,
+                                      progress=progress, n_threads=threads, workers=workers, scheduler=scheduler)
     except MemoryError:  # the map is scan-sized: a huge scan (or a forged shape) does not fit
         rows, cols = ds.scan_shape
         raise Al4dstemError(f"{ds.source}: the map of a {cols} x {rows} scan ({13 * rows * cols / 1e9:.1f} GB) "

@@ -1,0 +1,133 @@
+"""The inference seam: PatternModel (classify owns the NaN rule), the engine registry, the streaming helpers."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from al4dstem.base import PatternModel
+from al4dstem.data import Preprocessing
+from al4dstem.engines import get_engine, known_engines, run_engine
+from al4dstem.engines.local import predict_dataset
+from al4dstem.engines.streaming import ordered_map, prefetch
+from al4dstem.errors import Al4dstemError
+from al4dstem.models import CNNClassifier
+from al4dstem.models.trained import TrainedNetwork, as_pattern_model
+
+DET = 32
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = tmp_path_factory.mktemp("seam") / "model.pt"
+    clf = CNNClassifier(network="default", preprocessing=Preprocessing(size=16), random_state=0)
+    clf.initialize((DET, DET)).save(path)
+    return clf, TrainedNetwork.load(path)
+
+
+def patterns(n=20, dtype=np.float32, seed=0):
+    return np.random.default_rng(seed).poisson(3.0, size=(n, DET, DET)).astype(dtype)
+
+
+def test_trained_network_is_a_pattern_model_and_a_fitted_classifier_adapts(trained):
+    clf, net = trained
+    assert isinstance(net, PatternModel)
+    assert as_pattern_model(net) is net
+    adapted = as_pattern_model(clf)
+    assert isinstance(adapted, PatternModel) and adapted.preprocessing_ is clf.preprocessing_
+    raw = patterns()
+    a, ok_a = net.classify(raw)
+    b, ok_b = adapted.classify(raw)
+    assert ok_a.all() and ok_b.all()
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, clf.predict_proba(raw), atol=1e-5)
+    with pytest.raises(Al4dstemError, match="not a fitted pattern model"):
+        as_pattern_model(object())
+
+
+def test_classify_owns_the_nan_rule_and_the_chunking(trained):
+    _, net = trained
+    raw = patterns(70)  # more than one network chunk
+    raw[3, 0, 0] = np.nan
+    raw[65, 5, 5] = -np.inf
+    probs, ok = net.classify(raw)
+    assert probs.dtype == np.float32 and probs.shape == (70, 3)
+    assert list(np.flatnonzero(~ok)) == [3, 65]
+    assert np.isnan(probs[~ok]).all() and np.allclose(probs[ok].sum(1), 1, atol=1e-5)
+    single, ok1 = net.classify(raw[0])
+    np.testing.assert_allclose(single[0], probs[0], atol=1e-6)
+    assert ok1.all()
+    with pytest.raises(Al4dstemError, match="24 x 24"):
+        net.classify(np.zeros((2, 24, 24), np.uint16))
+
+
+def test_a_non_finite_network_output_is_not_valid(trained):
+    _, net = trained
+
+    class Broken(TrainedNetwork):
+        def forward_preprocessed(self, x):
+            out = super().forward_preprocessed(x)
+            out[1] = np.nan
+            return out
+
+    broken = Broken(net.name, net.network_, net.preprocessing_, net.detector_shape_, net.payload)
+    probs, ok = broken.classify(patterns(4))
+    assert list(ok) == [True, False, True, True] and np.isnan(probs[1]).all()
+
+
+def test_engines_are_chosen_by_name(trained):
+    _, net = trained
+    assert known_engines()[:2] == ["local", "libertem"]
+    assert get_engine("local") is predict_dataset
+    assert get_engine("al4dstem.engines.local:predict_dataset") is predict_dataset
+    data = patterns(12, np.uint16).reshape(3, 4, DET, DET)
+    probs, valid = run_engine("local", net, data, batch_size=5, workers=None)  # None options are dropped
+    assert probs.shape == (3, 4, 3) and valid.all()
+    with pytest.raises(Al4dstemError, match="unknown engine 'spark'.*local, libertem"):
+        get_engine("spark")
+    with pytest.raises(Al4dstemError, match="the local engine does not take --workers"):
+        run_engine("local", net, data, workers=2)
+    with pytest.raises(Al4dstemError, match="no function 'nothing'"):
+        get_engine("al4dstem.engines.local:nothing")
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops():
+    made = []
+
+    def items():
+        for i in range(1000):
+            made.append(i)
+            yield i
+
+    for i in prefetch(items(), depth=2):
+        if i == 3:
+            break
+    time.sleep(0.2)
+    assert len(made) <= 3 + 1 + 2 + 1  # at most depth (+ the one being put) ahead
+    assert not [t for t in threading.enumerate() if t.name == "al4dstem-prefetch"]
+
+
+def test_ordered_map_keeps_order_bounds_work_in_flight_and_passes_errors():
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(i):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01 * (i % 3))
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert list(ordered_map(slow, range(30), threads=3, ahead=4)) == [i * i for i in range(30)]
+    assert most[0] <= 3
+
+    def fails(i):
+        if i == 5:
+            raise ValueError("chunk 5")
+        return i
+
+    with pytest.raises(ValueError, match="chunk 5"):
+        list(ordered_map(fails, range(10), threads=2))
