@@ -59,8 +59,10 @@ N_CLASSES = len(CLASSES)
 # hyper-parameters a checkpoint keeps (dataset and preprocessing are stored their own way)
 # (run-time settings such as verbose and n_threads belong to the machine and run, not the model)
 _STORED_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "augment", "class_weight",
-                  "random_state", "symmetries", "calibrate", "cv", "neighbourhood")
+                  "random_state", "symmetries", "calibrate", "cv", "neighbourhood", "orientation", "schedule",
+                  "keep", "semi_supervised")
 SYMMETRY_CHOICES = ("lattice", "rotations", "aligned")
+ORIENTATIONS = ("detector", "canonical")
 HELDOUT_FOLDS = 5  # folds of the baselines' own cross-validation (held-out logits for the temperature)
 _LATTICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # dataset -> (mean pattern, lattice)
 
@@ -145,6 +147,18 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         blurred by n // 2 positions). None: 1, and with "auto" cross-validation also tries 3 x 3
         and 5 x 5 for the ghost model and 3 x 3 for softmax. Needs positions, not pattern batches;
         ``neighbourhood.model_dataset(model, dataset)`` gives what to map.
+    orientation : "detector" (patterns as recorded) or "canonical" (CNNs: every pattern rotated and
+        centred by the scan's lattice so the crystal axes lie along the detector axes before the
+        network sees it; a step of the network, so the checkpoint applies it at predict time too;
+        all eight symmetries of the square then augment).
+    schedule : learning-rate schedule of the CNNs: "cosine" (over the epochs), "plateau" (halved when
+        the validation loss stalls) or "constant".
+    keep : CNN weights kept: "last" (after the full schedule) or "best" (lowest validation loss, with
+        early stopping). With ten validation patterns the validation loss is too noisy to choose by:
+        on faint scans "best" kept weights from the first epochs and collapsed (``training``).
+    semi_supervised : CNNs also learn from the scan's unlabelled patterns (pseudo-labels that agree
+        under the physics-aware augmentation; ``al4dstem.models.semi``). Needs positions. Takes
+        about twice as long.
 
     Learned: ``network_`` (eval mode), ``network_name_`` (which network: with "auto", the kept
     one), ``preprocessing_``, ``detector_shape_``, ``classes_`` (always 0, 1, 2), ``history_``
@@ -155,7 +169,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     def __init__(self, network="default", preprocessing=None, dataset=None, epochs=None, batch_size=32,
                  lr=None, weight_decay=2e-3, patience=None, augment=True, class_weight="balanced",
                  n_threads=None, random_state=0, verbose=False, symmetries="lattice", calibrate=True, cv=3,
-                 neighbourhood=None):
+                 neighbourhood=None, orientation="detector", schedule="cosine", keep="last", semi_supervised=False):
         self.network = network
         self.preprocessing = preprocessing
         self.dataset = dataset
@@ -173,6 +187,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self.calibrate = calibrate
         self.cv = cv
         self.neighbourhood = neighbourhood
+        self.orientation = orientation
+        self.schedule = schedule
+        self.keep = keep
+        self.semi_supervised = semi_supervised
 
     # ------------------------------------------------------------------ set-up
     def initialize(self, detector_shape) -> CNNClassifier:
@@ -186,6 +204,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(CHOICES)})")
         if self.symmetries not in SYMMETRY_CHOICES:
             raise Al4dstemError(f"unknown symmetries {self.symmetries!r} (one of {', '.join(SYMMETRY_CHOICES)})")
+        if self.orientation not in ORIENTATIONS:
+            raise Al4dstemError(f"unknown orientation {self.orientation!r} (one of {', '.join(ORIENTATIONS)})")
         from al4dstem.models.neighbourhood import check_size
 
         name = "default" if self.network == "auto" else self.network
@@ -295,6 +315,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         check_labels(y)
         if self.network not in CHOICES:
             raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(CHOICES)})")
+        self._check_params()
         shape = self._dataset().detector_shape if kind == "positions" else arr.shape[1:]
         self._check_finite(kind, arr)
         learned = {k: v for k, v in vars(self).items() if k.endswith("_") or k == "_fast"}
@@ -346,6 +367,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     def _symmetry_group(self, lattice):
         from al4dstem.models.augment import D4, ROTATIONS, lattice_symmetries
 
+        if self._canonical_active():
+            return lattice_symmetries(0.0)  # the network sees the lattice aligned with its axes
         if self.symmetries == "rotations":
             return ROTATIONS
         if self.symmetries == "aligned":
@@ -359,8 +382,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         ``summary_``. ``calibrate``: fit the temperature on held-out logits."""
         from al4dstem.models.features import lattice_dict
 
+        info = {"lattice": lattice_dict(lattice)}
+        if self.network_name_ in CNN_NETWORKS:
+            info["orientation"] = self._orient_network(lattice)
         group = self._symmetry_group(lattice)
-        info = {"lattice": lattice_dict(lattice), "n_symmetries": len(group)}
+        info["n_symmetries"] = len(group)
         if self.network_name_ in CNN_NETWORKS:
             result, heldout = self._train(x, y, counts, progress, group)
             self.history_ = result.history
@@ -374,6 +400,30 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
                 self.summary_["warnings"].append(message)
         if calibrate and heldout is not None:
             self.set_calibration(*heldout)
+
+    def _canonical_active(self) -> bool:
+        canonical = getattr(getattr(self, "network_", None), "canonical", None)
+        return bool(getattr(canonical, "active", False))
+
+    def _orient_network(self, lattice) -> str:
+        """With ``orientation="canonical"``, rebuild ``network_`` (untrained) so that it resamples its
+        inputs into the lattice's frame; returns what the network sees."""
+        import torch
+
+        if self.orientation != "canonical":
+            return "detector"
+        if lattice is None:
+            return "detector (no lattice found in the mean pattern to orient by)"
+        from al4dstem.models.features import lattice_on_grid
+
+        grid = lattice_on_grid(lattice, self.detector_shape_, self.preprocessing_)
+        config = {k: v for k, v in network_config(self.network_).items() if k != "orient"}
+        config["orient"] = {"rotation": float(grid.rotation), "centre": [float(c) for c in grid.centre]}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state or 0))
+            self.network_ = build_network(self.network_name_, **config).eval()
+        self._fast = None
+        return f"canonical (lattice at {grid.rotation:.1f} degrees turned onto the detector axes)"
 
     def set_calibration(self, logits: np.ndarray, y: np.ndarray) -> dict:
         """Fit the temperature on held-out ``logits`` (at temperature 1) and classes ``y``; records the
@@ -393,7 +443,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         lr = LEARNING_RATES[self.network_name_] if self.lr is None else float(self.lr)
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=lr,
                              weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
-                             class_weight=self.class_weight, seed=int(self.random_state or 0), symmetries=group)
+                             class_weight=self.class_weight, seed=int(self.random_state or 0), symmetries=group,
+                             schedule=self.schedule, keep=self.keep)
         log = (lambda line: print(line, file=sys.stderr)) if self.verbose else None
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             warnings.simplefilter("ignore", CollapseWarning)  # fit warns once, for whichever model is kept
@@ -458,6 +509,19 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         for k in [k for k in vars(self) if k.endswith("_") or k == "_fast"]:
             delattr(self, k)
         vars(self).update(learned)
+
+    def _check_params(self) -> None:
+        """Refuse a bad setting before any work (with "auto" it would otherwise only skip every candidate)."""
+        from al4dstem.models.neighbourhood import check_size
+        from al4dstem.models.training import KEEPS, SCHEDULES
+
+        if self.neighbourhood is not None:
+            check_size(self.neighbourhood)
+        for name, value, choices in (("symmetries", self.symmetries, SYMMETRY_CHOICES),
+                                     ("orientation", self.orientation, ORIENTATIONS),
+                                     ("schedule", self.schedule, SCHEDULES), ("keep", self.keep, KEEPS)):
+            if value not in choices:
+                raise Al4dstemError(f"unknown {name} {value!r} (one of {', '.join(choices)})")
 
     def _check_finite(self, kind: str, arr: np.ndarray) -> None:
         """Refuse labelled patterns holding NaN or inf, as read from the data (before any pooling:

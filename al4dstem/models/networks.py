@@ -23,9 +23,18 @@ from scikit-learn, not from gradient descent.
 
 Every network takes ``temperature`` (default 1): its logits are divided by it, which calibrates
 the probabilities (``al4dstem.models.calibration``) without changing any prediction.
+
+The CNNs take ``orient`` (default None): ``{"rotation": degrees, "centre": [x, y]}`` of the scan's
+lattice on the input grid. Their first step (``Canonical``) then resamples every input so that the
+lattice's centre is the image centre and its axes lie along the image axes ("canonical
+orientation"): a lattice at 31 degrees looks like an aligned one, all eight symmetries of the
+square become valid augmentations, and the ghost rows lie along the convolutions' axes. It is
+part of the network, so a checkpoint applies it at predict time exactly as in training.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -52,15 +61,66 @@ def _temperature(value) -> float:
     return t
 
 
+class Canonical(nn.Module):
+    """Rotate and centre ``(n, 1, size, size)`` inputs so the lattice ``orient`` describes lies along the
+    image axes, centred (bilinear resampling; outside the pattern counts as 0). Identity for None."""
+
+    def __init__(self, input_size: int, orient: dict | None = None):
+        super().__init__()
+        self.orient = _orient(orient)
+        grid = None if self.orient is None else canonical_grid(int(input_size), self.orient)
+        self.register_buffer("grid", grid, persistent=False)  # follows from the config: not stored
+
+    @property
+    def active(self) -> bool:
+        return self.grid is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grid is None:
+            return x
+        grid = self.grid.to(dtype=x.dtype).expand(len(x), -1, -1, -1)
+        return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _orient(orient) -> dict | None:
+    if orient is None:
+        return None
+    try:
+        rotation = float(orient["rotation"])
+        cx, cy = (float(v) for v in orient["centre"])
+    except (TypeError, KeyError, ValueError):
+        raise ValueError(f"orient must be {{'rotation': degrees, 'centre': [x, y]}}, got {orient!r}") from None
+    if not all(map(math.isfinite, (rotation, cx, cy))):
+        raise ValueError(f"orient holds a non-finite number: {orient!r}")
+    return {"rotation": rotation, "centre": [cx, cy]}
+
+
+def canonical_grid(size: int, orient: dict) -> torch.Tensor:
+    """``grid_sample`` grid ``(1, size, size, 2)``: output pixel q samples the input at
+    ``centre + R(rotation) (q - image centre)`` (x = column, y = row; R turns +x towards +y), so the
+    lattice vector at ``rotation`` degrees lands on +x."""
+    theta = math.radians(orient["rotation"])
+    cx, cy = orient["centre"]
+    c0 = (size - 1) / 2
+    q = torch.arange(size, dtype=torch.float32) - c0
+    qy, qx = torch.meshgrid(q, q, indexing="ij")
+    px = cx + math.cos(theta) * qx - math.sin(theta) * qy
+    py = cy + math.sin(theta) * qx + math.cos(theta) * qy
+    return torch.stack([(2 * px + 1) / size - 1, (2 * py + 1) / size - 1], dim=-1)[None]
+
+
 class PaperNet(nn.Module):
     """The paper's three-layer CNN (Fig. 4); ``input_size`` must be a multiple of 8."""
 
-    def __init__(self, input_size: int = 256, temperature: float = 1.0):
+    def __init__(self, input_size: int = 256, temperature: float = 1.0, orient: dict | None = None):
         super().__init__()
         if input_size < 8 or input_size % 8:
             raise ValueError(f"the paper network needs an input size that is a multiple of 8, got {input_size}")
         self.temperature = _temperature(temperature)
+        self.canonical = Canonical(input_size, orient)
         self.config = {"input_size": int(input_size), "temperature": self.temperature}
+        if self.canonical.orient is not None:
+            self.config["orient"] = self.canonical.orient
         layers: list[nn.Module] = []
         channels = 1
         for out in (16, 32, 64):
@@ -72,8 +132,12 @@ class PaperNet(nn.Module):
             nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(inplace=True), nn.Linear(128, N_CLASSES)
         )
 
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (at temperature 1) of inputs already in canonical orientation."""
+        return self.classifier(self.features(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x)) / self.temperature
+        return self.classify(self.canonical(x)) / self.temperature
 
 
 class GlobalPool(nn.Module):
@@ -95,15 +159,18 @@ class DomainNet(nn.Module):
     """
 
     def __init__(self, input_size: int = 64, widths=(8, 16, 32, 64), dropout: float = 0.2,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, orient: dict | None = None):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if input_size < 2 ** len(widths):
             raise ValueError(f"the default network needs an input of at least {2 ** len(widths)} pixels, "
                              f"got {input_size}")
         self.temperature = _temperature(temperature)
+        self.canonical = Canonical(input_size, orient)
         self.config = {"input_size": int(input_size), "widths": list(widths), "dropout": float(dropout),
                        "temperature": self.temperature}
+        if self.canonical.orient is not None:
+            self.config["orient"] = self.canonical.orient
         layers = _conv_bn_relu(1, widths[0], 4, 2, 1)
         for cin, cout in zip(widths[:-1], widths[1:], strict=True):
             layers += _conv_bn_relu(cin, cout, 3, 2, 1)
@@ -111,8 +178,12 @@ class DomainNet(nn.Module):
         self.pool = GlobalPool()
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * widths[-1], N_CLASSES))
 
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (at temperature 1) of inputs already in canonical orientation."""
+        return self.head(self.pool(self.features(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x))) / self.temperature
+        return self.classify(self.canonical(x)) / self.temperature
 
 
 def set_temperature(net: nn.Module, temperature: float) -> None:

@@ -83,6 +83,8 @@ class TrainConfig:
     class_weight: str | None = "balanced"
     seed: int = 0
     symmetries: tuple[Symmetry, ...] | None = None  # None: the four rotations (any lattice angle)
+    schedule: str = "plateau"  # "plateau" (on the validation loss), "cosine" (over max_epochs) or "constant"
+    keep: str = "best"  # weights kept: "best" (lowest validation loss) or "last"
 
 
 @dataclass
@@ -223,17 +225,24 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     if int(config.batch_size) < 2:
         raise Al4dstemError(f"batch size must be at least 2 (batch normalisation), got {config.batch_size}")
     patience = int(config.patience) if config.patience is not None else auto_patience(max_epochs)
+    if config.keep not in KEEPS:
+        raise Al4dstemError(f"unknown choice of weights {config.keep!r} (one of {', '.join(KEEPS)})")
 
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]
     yt = torch.from_numpy(y)
     group = _group(config.symmetries)
-    x_val, y_val = symmetric_views(finish(xt[val_idx]), yt[val_idx], group)
-    augmenter = Augmenter(group=group) if config.augment else None
+    canonical, classify = stages(net)
+    with torch.no_grad():
+        x_val, y_val = symmetric_views(canonical(finish(xt[val_idx])), yt[val_idx], group)
+    # in canonical orientation the symmetries act on the resampled inputs (where the lattice is aligned)
+    augmenter = Augmenter(group=group, symmetry=canonical is _identity) if config.augment else None
+    after = Augmenter(group=group, mix=0.0, shift=0.0, dose=(1.0, 1.0), resample=0.0) \
+        if config.augment and canonical is not _identity else None
     weights = class_weights(y[train_idx], config.class_weight, symmetric=augmenter is not None)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
     val_loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, betas=BETAS, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", **SCHEDULER)
+    scheduler = make_scheduler(optimizer, config.schedule, max_epochs)
 
     history: list[dict] = []
     best = {"loss": math.inf, "epoch": 0, "accuracy": 0.0, "state": copy.deepcopy(net.state_dict())}
@@ -241,12 +250,15 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     stopped = "max-epochs"
     for epoch in range(1, max_epochs + 1):
         record = _epoch(net, xt, yt, train_idx, config.batch_size, augmenter, finish, counts, loss_fn, optimizer,
-                        rng)
-        val_loss, val_acc = evaluate(net, x_val, y_val, val_loss_fn)
+                        rng, after)
+        val_loss, val_acc = evaluate(classify, x_val, y_val, val_loss_fn, net)
         if not (math.isfinite(val_loss) and math.isfinite(record["train_loss"])):
             raise Al4dstemError(f"training diverged at epoch {epoch} (the loss is not finite): check the data "
                                 "for extreme values, or lower the learning rate")
-        scheduler.step(val_loss)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
         record.update(epoch=epoch, val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"])
         history.append(record)
         if val_loss < best["loss"]:
@@ -258,14 +270,17 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
                 f"val acc {val_acc:.3f} lr {record['lr']:.1e}")
         if progress is not None:
             progress(epoch, max_epochs, record)
-        if epoch - last_progress >= patience:
+        if config.keep == "best" and epoch - last_progress >= patience:
             stopped = "early"
             break
 
+    if config.keep == "last":
+        best = {"loss": history[-1]["val_loss"], "epoch": len(history), "accuracy": history[-1]["val_accuracy"],
+                "state": copy.deepcopy(net.state_dict())}
     net.load_state_dict(best["state"])
     net.eval()
     notes = []
-    heldout = (_logits(net, x_val), y_val.numpy())
+    heldout = (_logits(classify, x_val, module=net), y_val.numpy())
     message = collapse_message(predict_classes(net, finish(xt)), y)
     if message is not None:
         warnings.warn(message, CollapseWarning, stacklevel=2)
@@ -279,10 +294,39 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     )
 
 
+SCHEDULES = ("plateau", "cosine", "constant")
+KEEPS = ("best", "last")
+
+
+def make_scheduler(optimizer, schedule: str, max_epochs: int):
+    """The learning-rate schedule by name (None for "constant")."""
+    if schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", **SCHEDULER)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, max_epochs),
+                                                          eta_min=SCHEDULER["min_lr"])
+    if schedule == "constant":
+        return None
+    raise Al4dstemError(f"unknown learning-rate schedule {schedule!r} (one of {', '.join(SCHEDULES)})")
+
+
 def _group(symmetries) -> tuple[Symmetry, ...]:
     from al4dstem.models.augment import ROTATIONS
 
     return ROTATIONS if symmetries is None else tuple(symmetries)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def stages(net: nn.Module):
+    """``(canonical, classify)``: a network's resampling into canonical orientation (``_identity`` when it
+    has none) and its classification of resampled inputs (logits at temperature 1)."""
+    canonical = getattr(net, "canonical", None)
+    if canonical is None or not getattr(canonical, "active", False):
+        return _identity, (net.classify if hasattr(net, "classify") else net)
+    return canonical, net.classify
 
 
 def predict_classes(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
@@ -290,26 +334,32 @@ def predict_classes(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> n
     return _logits(net, x, batch_size).argmax(1)
 
 
-def _logits(net: nn.Module, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    net.eval()
+def _logits(fn, x: torch.Tensor, batch_size: int = 256, module: nn.Module | None = None) -> np.ndarray:
+    (module if module is not None else fn).eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
-            out.append(net(x[i:i + batch_size]).numpy())
+            out.append(fn(x[i:i + batch_size]).numpy())
     return np.concatenate(out) if out else np.empty((0, len(CLASSES)), np.float32)
 
 
-def _epoch(net, xt, yt, train_idx, batch_size, augmenter, finish, counts, loss_fn, optimizer, rng) -> dict:
-    """One epoch of shuffled, augmented batches; returns the mean training loss."""
+def _epoch(net, xt, yt, train_idx, batch_size, augmenter, finish, counts, loss_fn, optimizer, rng,
+           after=None) -> dict:
+    """One epoch of shuffled, augmented batches; returns the mean training loss. ``after``: the
+    symmetry augmentation, applied in canonical orientation (networks that resample their inputs)."""
     net.train()
+    canonical, classify = stages(net)
     total, seen = 0.0, 0
     for b in _batches(len(train_idx), batch_size, rng, EPOCH_SAMPLES):
         xb = xt[train_idx[b]]
         tb = torch.nn.functional.one_hot(yt[train_idx[b]], len(CLASSES)).float()
         if augmenter is not None:
             xb, tb = augmenter(xb, tb, rng, counts=counts)
+        zb = canonical(finish(xb))
+        if after is not None:
+            zb, tb = after(zb, tb, rng, counts=False)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(net(finish(xb)), tb)
+        loss = loss_fn(classify(zb), tb)
         loss.backward()
         optimizer.step()
         total += loss.item() * len(b)
@@ -317,9 +367,10 @@ def _epoch(net, xt, yt, train_idx, batch_size, augmenter, finish, counts, loss_f
     return {"train_loss": total / seen}
 
 
-def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, batch_size: int = 256):
-    """Mean loss and accuracy of ``net`` (eval mode) on ``x``, ``y``."""
-    net.eval()
+def evaluate(net, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, module: nn.Module | None = None,
+             batch_size: int = 256):
+    """Mean loss and accuracy of ``net`` (a module, or a function of ``module``, in eval mode) on ``x``, ``y``."""
+    (module if module is not None else net).eval()
     total, correct = 0.0, 0
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
