@@ -114,6 +114,11 @@ class ClassifyUDF(UDF):
     def get_backends(self):
         return (self.BACKEND_NUMPY,)
 
+    def get_preferred_input_dtype(self):
+        # the file's own dtype: LiberTEM's default (float32) would send uint16 counts through the
+        # slower float binning path and give other values than the local engine
+        return self.USE_NATIVE_DTYPE
+
     def get_task_data(self):
         return {"model": worker_model(self.params.checkpoint, self.params.device)}
 
