@@ -1,0 +1,758 @@
+"""The evidence behind the sampler and model claims: active learning with the CNN in the loop,
+paired over seeds, scored on a held-out test set, beside simple baselines on the same labels.
+
+Used by ``benchmarks/bench_table1.py`` (the paper's Table 1), ``benchmarks/bench_curves.py``
+(learning curves) and their ``--smoke`` test. One *job* is one scenario (a simulated scan) and
+one seed; for every sampler it labels up to each budget, trains the CNN on those labels, and
+scores it and the baselines on the same 1,000 test positions. Everything in a job derives from
+its seed (scan noise, test set, sampler, network initialisation), and every sampler of a job
+sees the same scan and test set: the comparisons are paired.
+
+Scenarios:
+
+- ``paper``: the paper-sized 206 x 34 scan whose domain layout follows the real hand-labelled
+  map of the paper's boracite sample (``PAPER_WALLS``, fitted once from the published labels:
+  vertical above the upper wall, a wavy no-polarization band, horizontal below). The simulator
+  has no option for a given map, so the scan is made from a ``bands`` scan twice as tall: each
+  column's rows are mapped piecewise linearly so that its walls land on the real wall rows.
+- a geometry of ``al4dstem.simulate`` (``tilted``, ``bullseye``, ``needles``, ``stripes``,
+  ``bands``), optionally on a rung of ``DIFFICULTY_LADDER`` (``bullseye@faint-rotated``).
+
+Imports are light: torch, scikit-learn and matplotlib load inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from al4dstem.errors import Al4dstemError
+
+NONE = 0
+PAPER_SCAN = (34, 206)  # rows (Y), cols (X)
+#: Wall rows of the paper's boracite map (frame 1), at columns 0, 10, ..., 200, 205: the
+#: upper wall (vertical above, none below) and the lower wall (none above, horizontal below).
+#: Fitted from the union of the published training and test labels (1,656 positions): per
+#: column, two cuts on Y maximising agreement within +-8 columns, smoothed over 9 columns.
+#: This two-cut map agrees with 96.9 % of the test labels (human labels are noisy at walls).
+PAPER_WALL_COLUMNS = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 170, 180, 190,
+                      200, 205)
+PAPER_WALLS = (
+    (15.0, 15.0, 15.1, 15.0, 15.0, 15.0, 14.4, 14.2, 15.0, 14.5, 14.3, 14.7, 14.1, 14.0, 14.0, 13.7, 13.6, 14.1,
+     14.0, 14.0, 14.0, 14.0),
+    (20.3, 19.5, 19.3, 19.6, 19.6, 19.1, 19.0, 19.1, 19.0, 18.8, 18.2, 19.0, 19.0, 19.0, 19.1, 18.3, 18.4, 18.2,
+     18.0, 18.0, 18.1, 18.1),
+)
+#: The paper's Table 1 (CNN, % of its 1,000 test labels), for the report.
+PAPER_TABLE_1 = {"grid-midpoint": {50: 96.9, 100: 96.3, 250: 96.2}, "random": {50: 95.0, 100: 95.7, 250: 94.2}}
+BASELINES = ("coordinate-1nn", "two-cut", "softmax", "pca-knn", "vdf-centroid", "kmeans")
+CURVE_BUDGETS = (5, 10, 15, 20, 30, 50, 100, 250)
+TABLE_BUDGETS = (50, 100, 250)
+SAMPLERS = ("grid-midpoint", "random", "uncertainty", "hybrid")
+NESTED = ("random", "uncertainty")  # one run serves every budget (its choices do not plan with the budget)
+REFITS = (10, 25, 50, 100, 175, 250, 400)  # labels at which the in-loop CNN is retrained (a fit is ~30 s on 2 cores)
+TEST_SIZE = 1000
+KMEANS_CLUSTERS = 6  # more clusters than classes, so that walls and odd patterns get their own
+PCA_COMPONENTS = 10
+
+
+# ---------------------------------------------------------------- scans
+
+
+@dataclass
+class Scan:
+    """A simulated scan: uint16 ``data (rows, cols, K, K)`` and ``truth (rows, cols)``."""
+
+    name: str
+    data: np.ndarray
+    truth: np.ndarray
+    seconds: float = 0.0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.truth.shape)
+
+
+def paper_walls(cols: int = PAPER_SCAN[1]) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower wall rows ``(cols,)`` of the paper's map (interpolated between the knots)."""
+    x = np.arange(cols) * (PAPER_SCAN[1] - 1) / max(cols - 1, 1)
+    return (np.interp(x, PAPER_WALL_COLUMNS, PAPER_WALLS[0]), np.interp(x, PAPER_WALL_COLUMNS, PAPER_WALLS[1]))
+
+
+def paper_scan(seed: int = 0, detector: int = 64, threads: int | None = 1, **physics) -> Scan:
+    """The paper-sized scan with the real map's walls (see the module doc), from a ``bands`` scan
+    of twice the rows: row ``y`` of column ``x`` takes the source row whose position relative to
+    the source walls matches ``y``'s relative to the real walls. Patterns keep their mixing at
+    walls (sharpened where the band is compressed) and the smooth fields of the source."""
+    from al4dstem.simulate import HORIZONTAL, VERTICAL, simulate_scan
+
+    start = time.perf_counter()
+    rows, cols = PAPER_SCAN
+    src = simulate_scan(nx=cols, ny=2 * rows, detector=detector, geometry="bands", seed=seed, threads=threads,
+                        **physics)
+    top, bottom = paper_walls(cols)
+    data = np.empty((rows, cols, detector, detector), dtype=src.data.dtype)
+    truth = np.empty((rows, cols), dtype=np.int64)
+    src_rows = 2 * rows
+    for x in range(cols):
+        column = src.truth[:, x]
+        upper = _edge(column, VERTICAL, first=False) + 0.5  # source wall rows (between pixels)
+        lower = _edge(column, HORIZONTAL, first=True) - 0.5
+        y = np.arange(rows) + 0.0
+        source = np.interp(y, [-0.5, top[x] - 0.5, bottom[x] - 0.5, rows - 0.5],
+                           [-0.5, upper, lower, src_rows - 0.5])
+        pick = np.clip(np.round(source).astype(int), 0, src_rows - 1)
+        data[:, x] = src.data[pick, x]
+        truth[:, x] = column[pick]
+    return Scan("paper", data, truth, time.perf_counter() - start)
+
+
+def _edge(column: np.ndarray, cls: int, first: bool) -> float:
+    where = np.flatnonzero(column == cls)
+    if not len(where):
+        raise Al4dstemError(f"the source bands scan lacks class {cls} in a column")
+    return float(where[0] if first else where[-1])
+
+
+def geometry_scan(geometry: str, seed: int = 0, nx: int = 72, ny: int = 56, detector: int = 64,
+                  rung: str | None = None, threads: int | None = 1) -> Scan:
+    """A scan of one of the simulator's geometries, on a rung of the difficulty ladder (None: defaults)."""
+    from al4dstem.simulate import ladder_rung, simulate_scan
+
+    start = time.perf_counter()
+    physics = ladder_rung(rung).physics if rung else {}
+    sim = simulate_scan(nx=nx, ny=ny, detector=detector, geometry=geometry, seed=seed, threads=threads, **physics)
+    name = geometry if not rung else f"{geometry}@{rung}"
+    return Scan(name, sim.data, sim.truth.astype(np.int64), time.perf_counter() - start)
+
+
+def make_scan(scenario: str, seed: int, detector: int = 64, smoke: bool = False) -> Scan:
+    """``paper``, ``GEOMETRY`` or ``GEOMETRY@RUNG``; ``smoke``: a tiny scan of the same kind."""
+    if smoke:
+        geometry, _, rung = scenario.partition("@")
+        return geometry_scan("bands" if geometry == "paper" else geometry, seed, nx=40, ny=24, detector=32,
+                             rung=rung or None)
+    if scenario == "paper":
+        return paper_scan(seed, detector)
+    geometry, _, rung = scenario.partition("@")
+    return geometry_scan(geometry, seed, detector=detector, rung=rung or None)
+
+
+def split_test(shape, seed: int, n: int = TEST_SIZE) -> np.ndarray:
+    """Bool ``(rows, cols)``: ``n`` test positions drawn at random, never candidates for labelling."""
+    rows, cols = shape
+    n = min(int(n), rows * cols // 3)
+    mask = np.zeros(rows * cols, dtype=bool)
+    mask[np.random.default_rng([int(seed), 1000]).choice(rows * cols, n, replace=False)] = True
+    return mask.reshape(rows, cols)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def scores(pred_map: np.ndarray, truth: np.ndarray, test: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy, ``none`` recall and F1 on the test positions, and the wall
+    position error (scan pixels) of the whole predicted map."""
+    p, t = pred_map[test], truth[test]
+    recalls = [float((p[t == c] == c).mean()) for c in range(3) if (t == c).any()]
+    tp = float(((p == NONE) & (t == NONE)).sum())
+    precision = tp / max(float((p == NONE).sum()), 1.0)
+    recall = tp / max(float((t == NONE).sum()), 1.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"accuracy": float((p == t).mean()), "balanced_accuracy": float(np.mean(recalls)),
+            "none_recall": recall, "none_f1": f1, "wall_error": wall_error(pred_map, truth)}
+
+
+def boundaries(label_map: np.ndarray) -> np.ndarray:
+    """Bool map: positions with a 4-neighbour of another class (both sides of every wall)."""
+    b = np.zeros(label_map.shape, dtype=bool)
+    b[:-1] |= label_map[:-1] != label_map[1:]
+    b[1:] |= label_map[1:] != label_map[:-1]
+    b[:, :-1] |= label_map[:, :-1] != label_map[:, 1:]
+    b[:, 1:] |= label_map[:, 1:] != label_map[:, :-1]
+    return b
+
+
+def wall_error(pred_map: np.ndarray, truth: np.ndarray) -> float:
+    """Mean symmetric distance (scan pixels) between the predicted and the true walls: from each
+    true wall position to the nearest predicted one and back, averaged. A map with no wall where
+    the truth has one scores the scan's diagonal."""
+    from scipy.ndimage import distance_transform_edt
+
+    true_b, pred_b = boundaries(truth), boundaries(pred_map)
+    if not true_b.any() and not pred_b.any():
+        return 0.0
+    if not true_b.any() or not pred_b.any():
+        return float(np.hypot(*truth.shape))
+    to_pred = distance_transform_edt(~pred_b)[true_b]
+    to_true = distance_transform_edt(~true_b)[pred_b]
+    return float((to_pred.sum() + to_true.sum()) / (len(to_pred) + len(to_true)))
+
+
+def mean_ci(values) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % confidence interval (Student t); NaNs dropped."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    if len(v) == 1:
+        return float(v[0]), float("nan")
+    from scipy.stats import t
+
+    return float(v.mean()), float(t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def wilcoxon_p(a, b) -> float:
+    """Two-sided paired Wilcoxon signed-rank p-value of ``a`` vs ``b`` (1.0 when all pairs tie)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    d = a[keep] - b[keep]
+    if len(d) < 2 or np.all(d == 0):
+        return 1.0
+    from scipy.stats import wilcoxon
+
+    return float(wilcoxon(a[keep], b[keep], zero_method="zsplit").pvalue)
+
+
+def aulc(budgets, values) -> float:
+    """Area under the learning curve over ``log(budget)``, normalised to the range: a mean
+    accuracy in which every doubling of the labels weighs the same."""
+    x, y = np.log(np.asarray(budgets, float)), np.asarray(values, float)
+    if len(x) < 2:
+        return float(y.mean()) if len(y) else float("nan")
+    return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+
+
+def labels_to_reach(budgets, values, target: float) -> float | None:
+    """The smallest label count at which a (mean) curve reaches ``target`` (linear between budgets), or None."""
+    budgets, values = list(budgets), list(values)
+    for i, (b, v) in enumerate(zip(budgets, values, strict=True)):
+        if v >= target:
+            if i == 0:
+                return float(b)
+            b0, v0 = budgets[i - 1], values[i - 1]
+            return float(b0 + (b - b0) * (target - v0) / (v - v0)) if v != v0 else float(b)
+    return None
+
+
+# ---------------------------------------------------------------- baselines
+
+
+@dataclass
+class Features:
+    """What the baselines read, computed once per scan: binned log patterns, their PCA, the
+    virtual dark-field ghost strengths, and the k-means clusters."""
+
+    binned: np.ndarray  # (rows*cols, 32*32)
+    pca: np.ndarray  # (rows*cols, PCA_COMPONENTS)
+    vdf: np.ndarray | None  # (rows*cols, 3), or None when no lattice was found
+    clusters: np.ndarray  # (rows*cols,)
+    faintness: np.ndarray | None = None  # (rows, cols) in [0, 1], 1 faintest
+
+
+def scan_features(scan: Scan, seed: int) -> Features:
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    from al4dstem.data import Preprocessing, open_dataset
+
+    rows, cols = scan.shape
+    flat = scan.data.reshape(rows * cols, *scan.data.shape[2:])
+    prep = Preprocessing(size=min(32, flat.shape[-1]), scaling="log", normalise="max")
+    binned = np.concatenate([np.asarray(prep(flat[i:i + 512]), np.float32).reshape(len(flat[i:i + 512]), -1)
+                             for i in range(0, len(flat), 512)])
+    centred = (binned - binned.mean(0)) / (binned.std(0) + 1e-6)
+    pca = PCA(PCA_COMPONENTS, random_state=seed).fit_transform(centred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clusters = KMeans(KMEANS_CLUSTERS, n_init=4, random_state=seed).fit_predict(pca)
+    vdf, faint = None, None
+    try:
+        from al4dstem import lattice as lat
+        from al4dstem.display import hot_pixel_mask
+
+        ds = open_dataset(scan.data)
+        mean = lat.mean_pattern(ds, max_patterns=256)
+        maps = lat.ghost_maps(ds, lat.find_lattice(mean), exclude=hot_pixel_mask(mean))
+        vdf = maps.reshape(3, -1).T.astype(np.float64)
+        strength = np.nan_to_num(maps[1:].max(axis=0))
+        top = np.percentile(strength, 95)
+        faint = 1 - np.clip(strength / top, 0, 1) if top > 0 else None
+    except (Al4dstemError, ValueError):
+        pass  # no lattice on this detector: the VDF baseline is reported as missing
+    return Features(binned, pca, vdf, clusters, faint)
+
+
+def baseline_maps(features: Features, shape, positions: np.ndarray, classes: np.ndarray, seed: int) -> dict:
+    """Predicted maps ``(rows, cols)`` of every baseline fitted on the same labels (None: not possible)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
+
+    rows, cols = shape
+    idx = positions[:, 1] * cols + positions[:, 0]
+    ys, xs = np.mgrid[0:rows, 0:cols]
+    every = np.column_stack([xs.ravel(), ys.ravel()])
+    out: dict = {}
+    two_classes = len(np.unique(classes)) >= 2
+    out["coordinate-1nn"] = KNeighborsClassifier(1).fit(positions, classes).predict(every).reshape(shape)
+    out["two-cut"] = two_cut_rule(positions[:, 1], classes, rows)[ys]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if two_classes:
+            x = features.binned
+            mu, sd = x[idx].mean(0), x[idx].std(0) + 1e-6
+            soft = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit((x[idx] - mu) / sd, classes)
+            out["softmax"] = soft.predict((x - mu) / sd).reshape(shape)
+        else:
+            out["softmax"] = np.full(shape, classes[0])
+    k = min(5, len(classes))
+    out["pca-knn"] = KNeighborsClassifier(k, weights="distance").fit(features.pca[idx], classes) \
+        .predict(features.pca).reshape(shape)
+    if features.vdf is not None and two_classes:
+        v = features.vdf
+        mu, sd = v[idx].mean(0), v[idx].std(0) + 1e-9
+        out["vdf-centroid"] = NearestCentroid().fit((v[idx] - mu) / sd, classes).predict((v - mu) / sd).reshape(shape)
+    else:
+        out["vdf-centroid"] = None
+    out["kmeans"] = name_clusters(features.clusters, idx, classes, features.pca).reshape(shape)
+    return out
+
+
+def two_cut_rule(y: np.ndarray, classes: np.ndarray, rows: int) -> np.ndarray:
+    """The class of every scan row from two cuts on the row: ``top`` above ``a``, ``middle`` from
+    ``a`` to ``b``, ``bottom`` below, all three classes and both cuts chosen to fit the labels best
+    (ties: the middle of the best cuts). The paper's sample is nearly one-dimensional in rows."""
+    best, choice = -1, []
+    order = np.argsort(y)
+    for top in range(3):
+        for middle in range(3):
+            for bottom in range(3):
+                for a in range(rows + 1):
+                    above = y < a
+                    for b in range(a, rows + 1):
+                        pred = np.where(above, top, np.where(y < b, middle, bottom))
+                        hits = int((pred == classes).sum())
+                        if hits > best:
+                            best, choice = hits, [(top, middle, bottom, a, b)]
+                        elif hits == best:
+                            choice.append((top, middle, bottom, a, b))
+    del order
+    top, middle, bottom = choice[len(choice) // 2][:3]
+    same = [c for c in choice if c[:3] == (top, middle, bottom)]
+    a = int(round(np.mean([c[3] for c in same])))
+    b = int(round(np.mean([c[4] for c in same])))
+    r = np.arange(rows)
+    return np.where(r < a, top, np.where(r < b, middle, bottom))
+
+
+def name_clusters(clusters: np.ndarray, idx: np.ndarray, classes: np.ndarray, pca: np.ndarray) -> np.ndarray:
+    """Each cluster takes the majority label of the labelled positions in it; a cluster without
+    labels takes the name of the nearest named cluster (centroid distance in PCA space)."""
+    k = int(clusters.max()) + 1
+    names = np.full(k, -1)
+    for c in range(k):
+        here = classes[clusters[idx] == c]
+        if len(here):
+            names[c] = np.bincount(here, minlength=3).argmax()
+    if (names < 0).all():
+        return np.full(len(clusters), np.bincount(classes, minlength=3).argmax())
+    centroids = np.array([pca[clusters == c].mean(0) if (clusters == c).any() else np.full(pca.shape[1], np.inf)
+                          for c in range(k)])
+    named = np.flatnonzero(names >= 0)
+    for c in np.flatnonzero(names < 0):
+        d = np.linalg.norm(centroids[named] - centroids[c], axis=1)
+        names[c] = names[named[np.argmin(d)]]
+    return names[clusters]
+
+
+# ---------------------------------------------------------------- the active-learning loop
+
+
+@dataclass
+class JobSpec:
+    """One scenario and seed: every sampler at every budget, the CNN and the baselines."""
+
+    scenario: str
+    seed: int
+    samplers: tuple = SAMPLERS
+    budgets: tuple = TABLE_BUDGETS
+    network: str = "default"
+    detector: int = 64
+    oracle: str = "truth"  # "truth", or "human:RATE" (HumanLikeOracle at that overall error rate)
+    baselines: bool = True
+    smoke: bool = False
+    epochs: int | None = None
+    extra_networks: dict = field(default_factory=dict)  # {"paper": {"budgets": [50], "samplers": [...]}}
+
+
+class _LazyModel:
+    """A CNN fitted on demand on a snapshot of the labels (the hybrid asks for the model's doubt
+    only once its grid phase is over: no fit is paid for before)."""
+
+    def __init__(self, fit):
+        self._fit, self._labels, self._model = fit, None, None
+        self.classes_ = np.arange(3)
+
+    def update(self, positions, classes):
+        self._labels, self._model = (positions.copy(), classes.copy()), None
+
+    def ready(self) -> bool:
+        return self._labels is not None
+
+    def predict_proba(self, X):
+        if self._model is None:
+            self._model = self._fit(*self._labels)
+        return self._model.predict_proba(X)
+
+
+def _can_train(classes) -> bool:
+    return len(classes) >= 5 and len(np.unique(classes)) >= 2
+
+
+def run_job(spec: JobSpec) -> dict:
+    """Run one job (see ``JobSpec``); returns a JSON-ready dict of every score."""
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    started = time.perf_counter()
+    scan = make_scan(spec.scenario, spec.seed, spec.detector, spec.smoke)
+    test = split_test(scan.shape, spec.seed, 150 if spec.smoke else TEST_SIZE)
+    features = scan_features(scan, spec.seed) if spec.baselines else None
+    oracle = make_oracle(spec.oracle, scan.truth, spec.seed, features)
+    from al4dstem.data import open_dataset
+
+    ds = open_dataset(scan.data)
+    rows, cols = scan.shape
+    ys, xs = np.mgrid[0:rows, 0:cols]
+    every = np.column_stack([xs.ravel(), ys.ravel()]).astype(np.int64)
+    fits = {"n": 0, "seconds": 0.0}
+
+    def fit(positions, classes, network=spec.network):
+        from al4dstem.models import CNNClassifier
+
+        t0 = time.perf_counter()
+        model = CNNClassifier(network=network, dataset=ds, random_state=spec.seed, n_threads=1,
+                              epochs=2 if spec.smoke else spec.epochs)
+        model.fit(positions, classes)
+        fits["n"] += 1
+        fits["seconds"] += time.perf_counter() - t0
+        return model
+
+    def evaluate(positions, classes, model=None, network=spec.network):
+        if not _can_train(classes):
+            return {"n_labels": int(len(classes)), "cnn": None, "baselines": {}}
+        model = model if model is not None else fit(positions, classes, network)
+        pred = np.asarray(model.predict(every)).reshape(scan.shape)
+        out = {"n_labels": int(len(classes)), "label_counts": np.bincount(classes, minlength=3).tolist(),
+               "cnn": scores(pred, scan.truth, test)}
+        if spec.baselines and network == spec.network:
+            maps = baseline_maps(features, scan.shape, positions, classes, spec.seed)
+            out["baselines"] = {k: (scores(m, scan.truth, test) if m is not None else None) for k, m in maps.items()}
+        return out
+
+    results: dict = {}
+    for name in spec.samplers:
+        results[name] = {}
+        runs = [tuple(spec.budgets)] if name in NESTED else [(b,) for b in spec.budgets]
+        for evals in runs:
+            results[name].update(active_learning_run(name, spec, scan, test, oracle, evals, fit, evaluate))
+    extra = {}
+    for network, plan in spec.extra_networks.items():
+        extra[network] = {}
+        for name in plan.get("samplers", ["grid-midpoint", "random"]):
+            extra[network][name] = {}
+            for b in plan.get("budgets", [50]):
+                labels = label_only(name, spec, scan, test, oracle, b)
+                extra[network][name][str(b)] = evaluate(*labels, network=network)
+    return {"scenario": spec.scenario, "scan": scan.name, "seed": spec.seed, "shape": list(scan.shape),
+            "detector": int(scan.data.shape[-1]), "class_counts": np.bincount(scan.truth.ravel(), minlength=3).tolist(),
+            "test_size": int(test.sum()), "oracle": spec.oracle, "network": spec.network,
+            "results": results, "extra_networks": extra, "cnn_fits": fits["n"], "cnn_fit_seconds": fits["seconds"],
+            "seconds": time.perf_counter() - started, "simulate_seconds": scan.seconds}
+
+
+def make_oracle(kind: str, truth: np.ndarray, seed: int, features: Features | None = None):
+    """``truth`` answers exactly; ``human:RATE`` is ``HumanLikeOracle`` at that overall error rate
+    (faintness from the scan's ghost strength when the lattice was found)."""
+    rows, cols = truth.shape
+    table = {(x, y): int(truth[y, x]) for y in range(rows) for x in range(cols)}
+    if kind == "truth":
+        from al4dstem.oracles.truth import TruthOracle
+
+        return TruthOracle(table)
+    if kind.startswith("human:"):
+        from al4dstem.oracles.noisy import HumanLikeOracle
+
+        faint = features.faintness if features is not None else None
+        return HumanLikeOracle(table, error_rate=float(kind.split(":", 1)[1]), faintness=faint, random_state=seed)
+    raise Al4dstemError(f"unknown oracle {kind!r} (truth, or human:RATE)")
+
+
+def _answer(oracle, chosen: np.ndarray) -> list:
+    return [a.label for a in oracle.answers(chosen)]
+
+
+def active_learning_run(name, spec: JobSpec, scan: Scan, test, oracle, evals, fit, evaluate) -> dict:
+    """Label with sampler ``name`` up to ``max(evals)``, the CNN retrained in the loop at ``REFITS``
+    (samplers that use a model), scored at every budget in ``evals``."""
+    from al4dstem.base import QueryContext
+    from al4dstem.strategies import get_sampler
+
+    budget = max(evals)
+    sampler = get_sampler(name, random_state=spec.seed)
+    needs_model = bool(getattr(sampler, "needs_model", False))
+    lazy = _LazyModel(fit) if name == "hybrid" else None
+    open_ = ~test.copy()
+    positions: list = []
+    classes: list = []
+    model = None  # the fitted in-loop CNN of a model-driven sampler
+    stops = sorted({b for b in evals} | ({r for r in REFITS if r < budget} if (needs_model or lazy) else set()))
+    out: dict = {}
+    while len(positions) < budget:
+        n = len(positions)
+        nxt = min(s for s in stops if s > n)
+        ys, xs = np.nonzero(open_)
+        if not len(xs):
+            break
+        pos = np.array(positions, dtype=np.int64).reshape(-1, 2)
+        cls = np.array(classes, dtype=np.int64)
+        context_model = model if needs_model else (lazy if lazy is not None and lazy.ready() else None)
+        context = QueryContext(scan.shape, np.column_stack([xs, ys]).astype(np.int64), pos, cls,
+                               budget if name not in NESTED else None, context_model)
+        idx = np.asarray(sampler.query(context, nxt - n), dtype=np.int64)
+        if not len(idx):
+            break
+        chosen = context.candidates[idx]
+        for (x, y), label in zip(chosen, _answer(oracle, chosen), strict=True):
+            open_[y, x] = False
+            if isinstance(label, str):
+                continue  # a skip: costs no budget
+            positions.append((int(x), int(y)))
+            classes.append(int(label))
+        n = len(positions)
+        pos = np.array(positions, dtype=np.int64).reshape(-1, 2)
+        cls = np.array(classes, dtype=np.int64)
+        fitted_now = None
+        if n in stops and n < budget and _can_train(cls):  # retrain the in-loop model (not after the last label)
+            if needs_model:
+                model = fitted_now = fit(pos, cls)
+            elif lazy is not None:
+                lazy.update(pos, cls)
+        if n in evals:
+            out[str(n)] = evaluate(pos, cls, model=fitted_now)
+    pos = np.array(positions, dtype=np.int64).reshape(-1, 2)
+    cls = np.array(classes, dtype=np.int64)
+    for b in evals:  # the sampler stopped short (nothing left to propose): score what it labelled
+        if str(b) not in out:
+            out[str(b)] = {**evaluate(pos, cls), "stopped_short": True}
+    return out
+
+
+def label_only(name, spec: JobSpec, scan: Scan, test, oracle, budget: int):
+    """Labels of a sampler that needs no model, up to ``budget`` (for reference networks)."""
+    from al4dstem.base import QueryContext
+    from al4dstem.strategies import get_sampler
+
+    sampler = get_sampler(name, random_state=spec.seed)
+    open_ = ~test.copy()
+    positions, classes = [], []
+    while len(positions) < budget:
+        ys, xs = np.nonzero(open_)
+        context = QueryContext(scan.shape, np.column_stack([xs, ys]).astype(np.int64),
+                               np.array(positions, dtype=np.int64).reshape(-1, 2), np.array(classes, dtype=np.int64),
+                               budget)
+        idx = np.asarray(sampler.query(context, budget - len(positions)), dtype=np.int64)
+        if not len(idx):
+            break
+        chosen = context.candidates[idx]
+        for (x, y), label in zip(chosen, _answer(oracle, chosen), strict=True):
+            open_[y, x] = False
+            if not isinstance(label, str):
+                positions.append((int(x), int(y)))
+                classes.append(int(label))
+    return np.array(positions, dtype=np.int64).reshape(-1, 2), np.array(classes, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- running many jobs
+
+
+def run_jobs(specs: list[JobSpec], jobs: int = 1, raw_dir: Path | None = None, log=print) -> list[dict]:
+    """Run ``specs`` in ``jobs`` processes; each result is also saved in ``raw_dir`` as it
+    finishes, and a job whose file exists there is not run again (a stopped run resumes)."""
+    done, todo = [], []
+    for spec in specs:
+        path = _raw_path(raw_dir, spec)
+        if path is not None and path.exists():
+            done.append(json.loads(path.read_text()))
+        else:
+            todo.append(spec)
+    if done:
+        log(f"{len(done)} job(s) already done in {raw_dir}, {len(todo)} to run")
+
+    def keep(spec, result):
+        path = _raw_path(raw_dir, spec)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result))
+            tmp.replace(path)
+        done.append(result)
+        log(f"done {spec.scenario} seed {spec.seed} ({spec.oracle}): {result['seconds']:.0f} s, "
+            f"{result['cnn_fits']} CNN fits; {len(done)}/{len(specs)}")
+
+    if jobs <= 1:
+        for spec in todo:
+            keep(spec, run_job(spec))
+    else:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(jobs, maxtasksperchild=1) as pool:
+            for spec, result in zip(todo, pool.imap(run_job, todo), strict=True):
+                keep(spec, result)
+    return done
+
+
+def _raw_path(raw_dir, spec: JobSpec) -> Path | None:
+    if raw_dir is None:
+        return None
+    oracle = spec.oracle.replace(":", "-")
+    return Path(raw_dir) / f"{spec.scenario.replace('@', '_at_')}-{oracle}-seed{spec.seed}.json"
+
+
+def seeds_from(master: int, n: int) -> list[int]:
+    """``n`` job seeds derived from the master seed (the same list for every sampler: paired)."""
+    return [int(s) for s in np.random.default_rng(int(master)).choice(2**31 - 1, n, replace=False)]
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def provenance(args: dict, master_seed: int) -> dict:
+    """Versions, machine, parameters and master seed of a run, written beside its results."""
+    versions = {"python": platform.python_version()}
+    for module in ("numpy", "scipy", "sklearn", "torch", "al4dstem", "py4DSTEM"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # not installed, or no version: say so
+            versions[module] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    gpu = None
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:
+        pass
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": " ".join(sys.argv),
+            "git_commit": commit, "versions": versions,
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
+                        "gpu": gpu or "none (CPU only)"},
+            "parameters": args, "master_seed": int(master_seed)}
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def collect(results: list[dict], model: str = "cnn", metric: str = "accuracy") -> dict:
+    """``{scenario: {sampler: {budget: [value per seed, in seed order]}}}`` for one model
+    (``cnn`` or a baseline name) and one metric; seeds paired by sorting on the seed."""
+    out: dict = {}
+    for r in sorted(results, key=lambda r: (r["scenario"], r["seed"])):
+        for sampler, per_budget in r["results"].items():
+            for b, entry in per_budget.items():
+                score = entry.get("cnn") if model == "cnn" else (entry.get("baselines") or {}).get(model)
+                value = score.get(metric) if score else None
+                out.setdefault(r["scenario"], {}).setdefault(sampler, {}).setdefault(int(b), []).append(
+                    float("nan") if value is None else value)
+    return out
+
+
+def fmt(mean: float, ci: float, scale: float = 100.0, digits: int = 1) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    if not np.isfinite(ci):
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} +- {ci * scale:.{digits}f}"
+
+
+def write_outputs(stem: Path, markdown: str, data: dict, figure=None) -> list[Path]:
+    """``stem.md``, ``stem.json`` and (a matplotlib figure) ``stem.png``; returns the paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".md"), stem.with_suffix(".json")]
+    paths[0].write_text(markdown)
+    paths[1].write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
+    if figure is not None:
+        figure.savefig(stem.with_suffix(".png"), dpi=110, bbox_inches="tight")
+        paths.append(stem.with_suffix(".png"))
+    return paths
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def provenance_markdown(prov: dict) -> str:
+    v = ", ".join(f"{k} {val}" for k, val in prov["versions"].items() if val)
+    m = prov["machine"]
+    return (f"Run {prov['date']}, commit {prov['git_commit']}; master seed {prov['master_seed']}.\n"
+            f"Machine: {m['platform']}, {m['cpus']} CPUs ({m['processor']}), load average at start "
+            f"{m['load_average']}, GPU: {m['gpu']}.\nVersions: {v}.\nCommand: `{prov['command']}`\n")
+
+
+def sampler_table(results: list[dict], scenario: str, budgets, samplers, model: str = "cnn",
+                  metric: str = "accuracy", reference: str = "random", scale: float = 100.0) -> tuple[str, dict]:
+    """Markdown rows ``sampler | mean +- CI per budget | Wilcoxon p vs reference`` and the numbers."""
+    values = collect(results, model, metric).get(scenario, {})
+    head = "| sampler | " + " | ".join(f"{b} labels" for b in budgets) + " | paired Wilcoxon p vs " \
+        f"{reference} ({', '.join(str(b) for b in budgets)}) |\n"
+    lines = [head, "|---" * (len(budgets) + 2) + "|\n"]
+    data: dict = {}
+    for name in samplers:
+        if name not in values:
+            continue
+        cells, ps = [], []
+        data[name] = {}
+        for b in budgets:
+            v = values[name].get(b, [])
+            m, ci = mean_ci(v)
+            p = wilcoxon_p(v, values.get(reference, {}).get(b, [])) if name != reference else float("nan")
+            data[name][b] = {"mean": m, "ci95": ci, "n": int(np.isfinite(v).sum()) if len(v) else 0,
+                             "p_vs_" + reference: p, "values": v}
+            cells.append(fmt(m, ci, scale, 1 if scale == 100 else 2))
+            ps.append("-" if name == reference else f"{p:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {' / '.join(ps)} |\n")
+    return "".join(lines), data
+
+
+def beats(results: list[dict], scenario: str, sampler: str, budget: int, baseline: str,
+          metric: str = "accuracy") -> dict:
+    """CNN minus a baseline on the same labels: mean difference, its 95 % CI, Wilcoxon p."""
+    cnn = collect(results, "cnn", metric).get(scenario, {}).get(sampler, {}).get(budget, [])
+    base = collect(results, baseline, metric).get(scenario, {}).get(sampler, {}).get(budget, [])
+    d = np.asarray(cnn, float) - np.asarray(base, float)
+    m, ci = mean_ci(d)
+    return {"diff": m, "ci95": ci, "p": wilcoxon_p(cnn, base), "baseline_mean": mean_ci(base)[0]}
+
+
+def seconds_text(s: float) -> str:
+    return f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
