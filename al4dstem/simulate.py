@@ -502,6 +502,7 @@ class _Plan:
     hot_rate: np.ndarray  # their mean counts per pattern
     truth: np.ndarray
     fractions: np.ndarray
+    frame: int | None = None  # a frame of a series draws its own noise
 
 
 def _basis_weights(fractions: np.ndarray, physics: Physics, nx: int, ny: int, seed: int) -> np.ndarray:
@@ -628,7 +629,8 @@ def _make_chunk(plan: _Plan, row: int, c0: int, c1: int) -> np.ndarray:
     """Patterns of scan row ``row``, columns ``c0:c1``: uint16 (c1 - c0, K, K)."""
     k = plan.scan.detector
     flat = _expected_chunk(plan, row, c0, c1).reshape(c1 - c0, -1)
-    rng = _rng(plan.scan.seed, _NOISE, row, c0 // CHUNK)
+    extra = () if plan.frame is None else (plan.frame,)
+    rng = _rng(plan.scan.seed, _NOISE, row, c0 // CHUNK, *extra)
     if plan.physics.counting:
         counts = poisson_counts(rng, flat)  # the main cost
         if plan.hot_index.size:
@@ -728,6 +730,136 @@ def simulate_to_file(out_path: str | os.PathLike, truth_path: str | os.PathLike 
         write_truth(truth_path, plan.truth)
     return SimulatedFile(out_path, Path(truth_path) if truth_path is not None else None, scan.shape,
                          plan.truth, plan.fractions, geometry, seed, physics, time.perf_counter() - start)
+
+
+# ============================================================ in-situ series: a moving wall
+
+
+@dataclass
+class SimulatedSeries:
+    """Summary of a moving-wall series written to disk: per frame, the truth and where the wall is."""
+
+    path: Path
+    frame_paths: list[Path]  # one file per frame (a folder), or [path] (one 5-D .npy)
+    truth_path: Path | None
+    shape: tuple[int, ...]  # (frames, ny, nx, K, K)
+    truth: np.ndarray  # (frames, ny, nx)
+    wall_position: np.ndarray  # (frames,) scan column of the none band's centre
+    none_width: np.ndarray  # (frames,) the none band's width, scan positions
+    seconds: float = 0.0
+
+
+def moving_wall(nx: int, ny: int, frame: int, frames: int, none_width: float | None = None,
+                wall_width: float = 1.0, travel: float = 0.4) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Frame ``frame`` of ``frames`` of a wall that moves across the scan and widens as it goes.
+
+    Vertical polarization left of the wall, horizontal right of it, a ``none`` band between: its
+    centre travels from ``(0.5 - travel / 2) * nx`` to ``(0.5 + travel / 2) * nx`` and its width grows
+    by half from ``none_width`` (default: as the built-in geometries). Returns ``(truth, fractions,
+    centre, width)``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    t = frame / max(1, frames - 1)
+    width = (none_width if none_width is not None else _auto_none_width(nx, ny)) * (1 + 0.5 * t)
+    centre = nx * (0.5 - travel / 2 + travel * t)
+    x, _ = _coords(nx, ny)
+    domains = np.full((ny, nx), NONE)
+    domains[x + 0.5 < centre - width / 2] = VERTICAL
+    domains[x + 0.5 > centre + width / 2] = HORIZONTAL
+    onehot = np.stack([(domains == c).astype(float) for c in range(3)], axis=-1)
+    if wall_width > 0:
+        onehot = np.stack([gaussian_filter(onehot[..., c], wall_width, mode="nearest") for c in range(3)], -1)
+    fractions = onehot / onehot.sum(axis=-1, keepdims=True)
+    truth = np.argmax(fractions, axis=-1).astype(np.int64)
+    return truth, fractions, centre - 0.5, width
+
+
+def simulate_series(out_path: str | os.PathLike, frames: int, truth_path: str | os.PathLike | None = None,
+                    nx: int = 64, ny: int = 32, detector: int = 128, seed: int = 0, threads: int | None = None,
+                    progress: ProgressCallback | None = None, **physics_options) -> SimulatedSeries:
+    """A moving-wall series (``moving_wall``): one 5-D ``.npy`` ``(frames, ny, nx, K, K)`` when
+    ``out_path`` ends in ``.npy``, else a folder of ``frame_000.npy``, ... (one scan per frame).
+
+    Every frame is the same sample (fields, drift, hot pixels) with its own counting noise.
+    ``truth_path`` gets a CSV ``x,y,label,scan`` (``scan``: the frame's file name, or ``frame_N``
+    for a 5-D file) and, beside it, ``<stem>_walls.csv`` (frame, wall_position, none_width).
+    """
+    import dataclasses
+
+    start = time.perf_counter()
+    _check_int("frames", frames, 1, 100_000)
+    scan = _Scan(nx, ny, detector, "bands", seed)
+    physics = Physics.from_options(**physics_options)
+    out_path = Path(out_path)
+    five_d = out_path.suffix.lower() == ".npy"
+    if not five_d and out_path.suffix:
+        raise Al4dstemError(f"{out_path}: a series is one .npy (5-D) or a folder (a name without extension)")
+    shape = (frames, *scan.shape)
+    if five_d:
+        _check_writable(out_path, int(np.prod(shape)) * 2)
+        frame_paths = [out_path]
+    else:
+        if out_path.exists() and not out_path.is_dir():
+            raise Al4dstemError(f"{out_path}: exists and is not a folder")
+        _check_writable(out_path / "frame_000.npy", int(np.prod(shape)) * 2)
+        frame_paths = [out_path / f"frame_{f:03d}.npy" for f in range(frames)]
+    if truth_path is not None:
+        _check_writable(Path(truth_path), 0)
+    base = _make_plan(scan, physics)
+    truths, centres, widths = [], [], []
+    partial = out_path.with_name(f".{out_path.name}.partial") if five_d else None
+    try:
+        stack = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint16, shape=shape) if five_d else None
+        for f in range(frames):
+            truth, fractions, centre, width = moving_wall(nx, ny, f, frames, physics.none_width, physics.wall_width)
+            plan = dataclasses.replace(base, truth=truth, fractions=fractions, frame=f,
+                                       weights=_basis_weights(fractions, physics, nx, ny, seed))
+            truths.append(truth)
+            centres.append(centre)
+            widths.append(width)
+            if five_d:
+                target = stack[f]
+                writer = None
+            else:
+                writer = _NpyWriter(frame_paths[f].with_name(f".{frame_paths[f].name}.partial"), scan.shape)
+                target = writer.__enter__().array
+            for r, c0, c1, block in _stream(plan, threads):
+                target[r, c0:c1] = block
+                if progress:
+                    progress(f * nx * ny + r * nx + c1, frames * nx * ny)
+            if writer is not None:
+                writer.__exit__(None, None, None)
+                os.replace(writer.path, frame_paths[f])
+        if five_d:
+            stack.flush()
+            del stack
+            os.replace(partial, out_path)
+    except OSError as e:
+        raise Al4dstemError(f"{out_path}: cannot write ({e.strerror or e})") from None
+    finally:
+        if partial is not None and partial.exists():
+            partial.unlink()
+    truth_all = np.stack(truths)
+    if truth_path is not None:
+        _write_series_truth(Path(truth_path), truth_all, [p.name for p in frame_paths] if not five_d else None,
+                            centres, widths)
+    return SimulatedSeries(out_path, frame_paths, Path(truth_path) if truth_path is not None else None, shape,
+                           truth_all, np.array(centres), np.array(widths), time.perf_counter() - start)
+
+
+def _write_series_truth(path: Path, truth: np.ndarray, names: list[str] | None, centres, widths) -> None:
+    frames, ny, nx = truth.shape
+    rows = (Label(x, y, int(truth[f, y, x]), extra={"scan": names[f] if names else f"frame_{f}"})
+            for f in range(frames) for y in range(ny) for x in range(nx))
+    try:
+        write_labels(path, rows)
+        with open(path.with_name(f"{path.stem}_walls.csv"), "w") as out:
+            out.write("frame,wall_position,none_width\n")
+            for f, (c, w) in enumerate(zip(centres, widths, strict=True)):
+                out.write(f"{f},{c:.3f},{w:.3f}\n")
+    except OSError as e:
+        raise Al4dstemError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def write_truth(path: str | os.PathLike, truth: np.ndarray) -> None:

@@ -92,13 +92,23 @@ def simulate(
     drift: float = typer.Option(0.012, "--drift", help="Largest descan drift, fraction of the detector side."),
     counting: bool = typer.Option(True, "--counting/--no-counting", help="Poisson counting noise."),
     threads: int | None = typer.Option(None, "--threads", help="Worker threads (speed only, not the result)."),
+    series: int | None = typer.Option(None, "--series", metavar="FRAMES",
+                                      help="An in-situ series of FRAMES scans of a wall moving across the scan and "
+                                           "widening (--geometry is not used): OUT.npy (5-D) or a folder OUT of "
+                                           "frame_000.npy, ...; --truth gets a scan column and TRUTH_walls.csv."),
 ) -> None:
     """Simulate a boracite-like 4D-STEM scan with ground truth (see al4dstem.simulate)."""
     from al4dstem.paths import check_outputs
     from al4dstem.simulate import simulate_to_file
 
     check_at_least(threads, 1, "--threads")
+    check_at_least(series, 1, "--series")
     check_outputs(writes={"OUT": out_path, "--truth": truth}, create_folders=True)
+    if series is not None:
+        _simulate_series(out_path, series, truth, nx=nx, ny=ny, detector=detector, seed=seed, threads=threads,
+                         dose=dose, ghost_strength=ghost_strength, wall_width=wall_width, none_width=none_width,
+                         rotation=rotation, drift=drift, counting=counting)
+        return
     options = dict(out_path=out_path, truth_path=truth, nx=nx, ny=ny, detector=detector, geometry=geometry,
                    seed=seed, threads=threads, dose=dose, ghost_strength=ghost_strength,
                    wall_width=wall_width, none_width=none_width, rotation=rotation, drift=drift,
@@ -116,3 +126,22 @@ def simulate(
     truth_note = f"; truth {result.truth_path}" if result.truth_path else ""
     out.print(f"{result.path}: {geometry} scan {nx} x {ny} (cols x rows), shape {result.shape} uint16; "
               f"{counts}{truth_note}; {result.seconds:.1f} s", highlight=False, soft_wrap=True)
+
+
+def _simulate_series(out_path: str, frames: int, truth: str | None, **options) -> None:
+    from al4dstem.simulate import simulate_series
+
+    if console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("simulating", total=frames * options["nx"] * options["ny"])
+            result = simulate_series(out_path, frames, truth, **options,
+                                     progress=lambda done, _: bar.update(task, completed=done))
+    else:
+        result = simulate_series(out_path, frames, truth, **options)
+    truth_note = f"; truth {result.truth_path}" if result.truth_path else ""
+    out.print(f"{result.path}: moving-wall series of {frames} frames, shape {result.shape} uint16; wall from x = "
+              f"{result.wall_position[0]:.1f} to {result.wall_position[-1]:.1f}{truth_note}; {result.seconds:.1f} s",
+              highlight=False, soft_wrap=True)

@@ -94,7 +94,9 @@ def train(
 
 @app.command()
 def predict(
-    data: str = typer.Argument(..., help="4D-STEM data: .npy, .h5, .emd, .dm4, .mib, ... or a PNG folder."),
+    data: list[str] = typer.Argument(..., help="4D-STEM data: .npy, .h5, .emd, .dm4, .mib, ... or a PNG folder; "
+                                               "an in-situ series: several scans, a folder of scans, or one 5-D "
+                                               "(frames, rows, cols, det_rows, det_cols) .npy / .h5."),
     model: Path = typer.Option(..., "--model", help="Model checkpoint written by `al4dstem train`."),
     out_prefix: Path = typer.Option(..., "--out", metavar="PREFIX",
                                     help="Writes PREFIX.npy + PREFIX_valid.npy (or PREFIX.hspy|zspy|emd), "
@@ -127,6 +129,10 @@ def predict(
     Patterns holding NaN/inf are not classified: uniform 1/3 in PREFIX.npy, False in PREFIX_valid.npy
     (NaN in .hspy/.zspy/.emd maps), black in the maps, and a warning says how many. PREFIX.json records
     the provenance (data, model, labels, sampler, command line, versions).
+
+    A series (several scans, a folder of scans, a 5-D file) writes PREFIX_series.npy (frames x rows x cols
+    x 3) + PREFIX_series_valid.npy, the movie PREFIX.gif (and PREFIX.mp4 with imageio-ffmpeg), and the wall
+    position and none-band width against frame: PREFIX_walls.png and PREFIX_walls.csv.
     """
     import time
 
@@ -142,6 +148,17 @@ def predict(
     check_at_least(workers, 1, "--workers")
     if scheme not in SCHEMES:
         raise Al4dstemError(f"--scheme {scheme!r}: one of {', '.join(SCHEMES)}")
+    from al4dstem.series import open_series
+
+    series = open_series(data, dataset, scan_shape=scan_shape)
+    if series is not None:
+        _predict_series(series, data, model, out_prefix, engine=engine, batch_size=batch_size, threads=threads,
+                        workers=workers, scheduler=scheduler, device=device, scheme=scheme,
+                        allow_other_calibration=allow_other_calibration, start=start)
+        return
+    if len(data) > 1:  # open_series takes any list of several files as a series
+        raise Al4dstemError("several DATA files are a series")
+    data = data[0]
     # all the files, the figure too: --no-figure removes an old one
     try:
         files = [_checkable(p) for p in output_paths(out_prefix, fmt, provenance=True).values()]
@@ -184,6 +201,45 @@ def predict(
               soft_wrap=True)
     for name, path in paths.items():
         out.print(f"  {name:7s} {path}", highlight=False, soft_wrap=True)
+
+
+def _predict_series(series, data: list[str], model: Path, out_prefix: Path, *, engine: str, batch_size: int,
+                    threads: int | None, workers: int | None, scheduler: str | None, device: str, scheme: str,
+                    allow_other_calibration: bool, start: float) -> None:
+    """``predict`` of an in-situ series: every frame with one model, then the stack, movie and wall plot."""
+    import time
+
+    from al4dstem.engines import get_engine
+    from al4dstem.provenance import dataset_record
+    from al4dstem.series import map_series, series_paths, write_series
+
+    check_outputs(writes={"--out": Files(out_prefix, list(series_paths(out_prefix).values()))},
+                  reads={"data file": data, "--model": model})
+    get_engine(engine)
+    from al4dstem.models.trained import TrainedNetwork
+
+    clf = TrainedNetwork.load(model).to(device)
+    clf.check_compatible(series.frames[0])
+    if not allow_other_calibration:
+        _check_model_calibration(clf, series.frames[0], model)
+    n = series.frames[0].n_positions * len(series)
+    t0 = time.perf_counter()
+    with patterns_bar(f"predicting {len(series)} frames", n) as progress:
+        probs, valid = map_series(clf, series, engine, progress=progress, batch_size=batch_size, n_threads=threads,
+                                  workers=workers, scheduler=scheduler)
+    seconds = time.perf_counter() - t0
+    record = _prediction_record(series.frames[0], model, clf, None, None)
+    record["data"] = [dataset_record(ds) for ds in series.frames]
+    paths = write_series(out_prefix, probs, valid, scheme=scheme, provenance=record)
+    n_bad = int((~valid).sum())
+    if n_bad:
+        console.print(f"warning: {n_bad} of {valid.size} patterns hold NaN/inf and were not classified",
+                      highlight=False, soft_wrap=True)
+    out.print(f"mapped {len(series)} frames, {n} patterns in {seconds:.2f} s ({n / max(seconds, 1e-9):.0f} "
+              f"patterns/s); {time.perf_counter() - start:.2f} s with loading and writing", highlight=False,
+              soft_wrap=True)
+    for name, path in paths.items():
+        out.print(f"  {name:10s} {path}", highlight=False, soft_wrap=True)
 
 
 def _record_training(out_path: Path, datasets, labels: Path, found) -> None:
