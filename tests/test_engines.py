@@ -131,3 +131,24 @@ def test_ordered_map_keeps_order_bounds_work_in_flight_and_passes_errors():
 
     with pytest.raises(ValueError, match="chunk 5"):
         list(ordered_map(fails, range(10), threads=2))
+
+
+def test_memory_mapped_files_are_read_with_pread_at_the_right_offsets(trained, tmp_path):
+    from al4dstem.data import open_dataset
+    from al4dstem.engines.local import _FileReader
+
+    _, net = trained
+    frames = patterns(40, np.uint16, seed=3)
+    np.save(tmp_path / "stack.npy", frames)  # 40 frames, the scan takes the first 35 as 5 x 7
+    ds = open_dataset(tmp_path / "stack.npy", scan_shape="5x7")
+    with _FileReader(ds.array, buffers=2) as read:
+        batches = [read(b.patterns) for b in ds.iter_batches(14)]
+        assert not any(isinstance(b, np.memmap) for b in batches)  # copies read from the file, not the map
+        whole = read(ds.array[1:3].reshape(-1, DET, DET))
+    np.testing.assert_array_equal(whole, frames[7:21])
+    np.testing.assert_array_equal(batches[-1], frames[28:35])
+    probs, valid = predict_dataset(net, ds, batch_size=6)
+    expected, _ = net.classify(frames[:35])
+    np.testing.assert_allclose(probs.reshape(-1, 3), expected, atol=1e-6)
+    with _FileReader(frames) as read:  # an array in memory passes through
+        assert read(frames[:3]) is not None and read(frames[:3]).base is frames

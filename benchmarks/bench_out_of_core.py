@@ -1,0 +1,178 @@
+"""`al4dstem predict` on a scan larger than the machine's memory: peak RSS and throughput vs the read floor.
+
+The acceptance figures (issue 10): a uint16 scan larger than RAM is mapped with peak RSS < 3 GiB,
+at a throughput >= 0.8 of the read floor of the same file measured in the same run.
+
+What it does, on demand (never in CI):
+
+1. writes ``scan.npy``, ``--gib`` GiB of 256 x 256 uint16 frames (default: 2 GiB more than this
+   machine's RAM), from a few hundred Poisson frames with a central disk and ghost spots, cycled and
+   shifted so consecutive frames differ; it checks the free disk space first;
+2. writes a model: the untrained default CNN (``--network default``; weights do not change the
+   speed) or a softmax model fitted on 60 of the frames (``--network softmax``, a light model that
+   shows what the streaming itself reaches when the network is not the bottleneck);
+3. the read floor: drops the file from the page cache (``posix_fadvise DONTNEED``), then reads every
+   byte in 64 MiB ``readinto`` calls; patterns/s = frames / seconds;
+4. drops it from the cache again and runs the real command ``al4dstem predict scan.npy --model M
+   --out OUT --no-figure`` in a fresh process; its peak RSS is the child's ``ru_maxrss``;
+5. measures the read floor once more (the disk is shared: the better of the two is used), and
+   deletes the file (``--keep`` keeps it).
+
+    nice -n 10 python benchmarks/bench_out_of_core.py [--gib 26] [--network default|softmax] [--dir /tmp]
+
+Ratios are given for the streaming pass (the command's own "mapped N patterns in S s") and end to
+end (the whole process: start-up, model load, writing the map).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DETECTOR = 256
+FRAME_BYTES = DETECTOR * DETECTOR * 2
+COLS = 512  # scan columns; the rows follow from the size asked
+BLOCK_FRAMES = 512  # frames written per call (64 MiB)
+RSS_LIMIT_GIB = 3.0
+RATIO_GOAL = 0.8
+
+
+def ram_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def templates(n: int = 256) -> np.ndarray:
+    """``n`` distinct uint16 frames: Poisson background, a bright central disk, faint ghost spots."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:DETECTOR, 0:DETECTOR]
+    c = DETECTOR / 2
+    disk = ((yy - c) ** 2 + (xx - c) ** 2 < (DETECTOR / 12) ** 2) * 60.0
+    out = np.empty((n, DETECTOR, DETECTOR), dtype=np.uint16)
+    for i in range(n):
+        ghosts = np.zeros((DETECTOR, DETECTOR))
+        dy, dx = (0, 32) if i % 3 == 1 else (32, 0) if i % 3 == 2 else (0, 0)
+        if dy or dx:
+            ghosts[(yy - c - dy) ** 2 + (xx - c - dx) ** 2 < 36] = 8.0
+        out[i] = rng.poisson(1.0 + disk + ghosts)
+    return out
+
+
+def write_scan(path: Path, rows: int) -> float:
+    """The ``(rows, COLS, 256, 256)`` uint16 ``.npy``, written block by block; returns seconds."""
+    start = time.perf_counter()
+    tpl = templates()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint16)), "fortran_order": False,
+              "shape": (rows, COLS, DETECTOR, DETECTOR)}
+    total = rows * COLS
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for i0 in range(0, total, BLOCK_FRAMES):
+            n = min(BLOCK_FRAMES, total - i0)
+            k = (i0 // BLOCK_FRAMES) % len(tpl)
+            block = np.roll(tpl, k, axis=0)[:n] if n <= len(tpl) else np.resize(np.roll(tpl, k, axis=0), (n, *tpl.shape[1:]))
+            f.write(np.roll(block, i0 % 7, axis=2).tobytes())  # a shifted copy: frames differ from block to block
+    return time.perf_counter() - start
+
+
+def evict(path: Path) -> None:
+    """Drop the file's pages from the page cache (only this file's)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def read_floor(path: Path) -> float:
+    """Seconds to read every byte once, cold, in 64 MiB calls into one buffer."""
+    evict(path)
+    buffer = bytearray(64 << 20)
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buffer):
+            pass
+    return time.perf_counter() - start
+
+
+def write_model(path: Path, network: str, scan: Path) -> None:
+    from al4dstem.models import CNNClassifier
+
+    if network == "default":
+        CNNClassifier(network="default", random_state=0).initialize((DETECTOR, DETECTOR)).save(path)
+        return
+    data = np.load(scan, mmap_mode="r")
+    x = np.ascontiguousarray(data[0, :60])
+    CNNClassifier(network=network, random_state=0).fit(x, np.arange(60) % 3).save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gib", type=float, default=None, help="scan size in GiB (default: RAM + 2 GiB)")
+    parser.add_argument("--network", default="default", choices=["default", "softmax"])
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--keep", action="store_true", help="keep the scan file")
+    args = parser.parse_args()
+
+    ram = ram_bytes()
+    gib = args.gib if args.gib is not None else ram / 2**30 + 2
+    rows = max(1, int(gib * 2**30 // (COLS * FRAME_BYTES)))
+    nbytes = rows * COLS * FRAME_BYTES
+    work = Path(tempfile.mkdtemp(prefix="al4dstem-out-of-core-", dir=args.dir))
+    free = shutil.disk_usage(work).free
+    if nbytes + (1 << 30) > free:
+        sys.exit(f"needs {nbytes / 2**30:.1f} GiB in {work}, {free / 2**30:.1f} GiB free")
+    scan, model, out = work / "scan.npy", work / "model.pt", work / "map"
+    n = rows * COLS
+    print(f"machine: {os.cpu_count()} cores, {ram / 2**30:.1f} GiB RAM; load average {os.getloadavg()[0]:.2f}")
+    try:
+        seconds = write_scan(scan, rows)
+        print(f"scan: {COLS} x {rows} of {DETECTOR} x {DETECTOR} uint16 = {n:,} frames, {nbytes / 2**30:.1f} GiB "
+              f"({nbytes / ram:.2f} x RAM), written in {seconds:.0f} s")
+        write_model(model, args.network, scan)
+        floor1 = read_floor(scan)
+        print(f"read floor: {floor1:.1f} s = {n / floor1:,.0f} frames/s ({nbytes / floor1 / 1e6:,.0f} MB/s)")
+        evict(scan)
+        start = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "al4dstem", "predict", str(scan), "--model", str(model), "--out",
+                            str(out), "--no-figure", "--batch-size", str(args.batch_size)],
+                           capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 2**30
+        if p.returncode != 0:
+            sys.exit(f"predict failed: {p.stderr.strip()}")
+        found = re.search(r"mapped (\d+) patterns in ([\d.]+) s", p.stdout)
+        stream = float(found.group(2)) if found else float("nan")
+        floor2 = read_floor(scan)
+        print(f"read floor again: {floor2:.1f} s = {n / floor2:,.0f} frames/s")
+        floor = min(floor1, floor2)
+        print(f"predict ({args.network} network): streaming pass {stream:.1f} s = {n / stream:,.0f} patterns/s; "
+              f"whole process {wall:.1f} s = {n / wall:,.0f} patterns/s")
+        print(f"peak RSS of predict: {peak_gib:.2f} GiB (goal < {RSS_LIMIT_GIB:.0f} GiB) "
+              f"{'PASS' if peak_gib < RSS_LIMIT_GIB else 'FAIL'}")
+        for what, t in (("streaming pass", stream), ("whole process", wall)):
+            ratio = floor / t
+            print(f"throughput / read floor, {what}: {ratio:.2f} (goal >= {RATIO_GOAL}) "
+                  f"{'PASS' if ratio >= RATIO_GOAL else 'FAIL'}")
+        probs = np.load(f"{out}.npy", mmap_mode="r")
+        print(f"map {probs.shape}, every position classified: {bool(np.load(f'{out}_valid.npy').all())}; "
+              f"load average {os.getloadavg()[0]:.2f}")
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
