@@ -1,4 +1,4 @@
-"""Synthetic boracite-like 4D-STEM scans with ground truth (docs/design.md, "Simulated data").
+"""Synthetic boracite-like 4D-STEM scans with ground truth (docs/design.md §4).
 
 Physics, in the order a pattern is built:
 

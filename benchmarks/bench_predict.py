@@ -1,6 +1,6 @@
 """Speed of `al4dstem predict`, end to end, for the default network and the paper's, side by side.
 
-The acceptance figure (issue 4, DESIGN.md §5): the paper's 206 x 34 scan of raw 512 x 512
+The acceptance figure (issue 4, docs/design.md §5): the paper's 206 x 34 scan of raw 512 x 512
 uint16 frames (7,004 patterns, 3.7 GB) mapped in <= 11 s on a 2-core CPU, >= 640 patterns/s,
 from the raw frames on disk to PREFIX.npy and the PNG map.
 

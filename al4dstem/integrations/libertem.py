@@ -38,6 +38,7 @@ from al4dstem.errors import Al4dstemError
 N_CLASSES = 3
 DEFAULT_BATCH_SIZE = 256
 BLOCK_BYTES = 256 << 20  # rows of the scan per block of the lazy fallback array, at most this size
+PARTITION_BYTES = 128 << 20  # LiberTEM partition size asked of its readers (its default: 512 MB of float32)
 
 try:
     from libertem.udf import UDF
@@ -197,10 +198,13 @@ def libertem_dataset(ctx, dataset):
     rows, cols = dataset.scan_shape
     array = dataset.array
     path = getattr(dataset, "path", None)
+    # partitions of about PARTITION_BYTES: every worker gets several, so none idles at the end
+    partitions = int(max(1, min(rows, -(-dataset.nbytes // PARTITION_BYTES))))
     if isinstance(array, np.memmap) and dataset.format == "npy" and path and _npy_shape(path) == dataset.shape:
-        return ctx.load("npy", path=str(path)), "LiberTEM npy reader"
+        return ctx.load("npy", path=str(path), num_partitions=partitions), "LiberTEM npy reader"
     if isinstance(array, h5py.Dataset) and dataset.format in ("HDF5", "py4DSTEM") and array.ndim == 4:
-        return ctx.load("hdf5", path=str(array.file.filename), ds_path=array.name), "LiberTEM hdf5 reader"
+        return ctx.load("hdf5", path=str(array.file.filename), ds_path=array.name, num_partitions=partitions), \
+            "LiberTEM hdf5 reader"
     if _in_memory(array):  # LiberTEM's memory dataset (sent along to a cluster's workers)
         from libertem.io.dataset.memory import MemoryDataSet
 
