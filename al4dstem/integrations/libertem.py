@@ -203,8 +203,8 @@ def libertem_dataset(ctx, dataset):
     if isinstance(array, np.memmap) and dataset.format == "npy" and path and _npy_shape(path) == dataset.shape:
         return ctx.load("npy", path=str(path), num_partitions=partitions), "LiberTEM npy reader"
     if isinstance(array, h5py.Dataset) and dataset.format in ("HDF5", "py4DSTEM") and array.ndim == 4:
-        return ctx.load("hdf5", path=str(array.file.filename), ds_path=array.name, num_partitions=partitions), \
-            "LiberTEM hdf5 reader"
+        # LiberTEM's hdf5 reader partitions by the file's own chunks (it takes no partition count)
+        return ctx.load("hdf5", path=str(array.file.filename), ds_path=array.name), "LiberTEM hdf5 reader"
     if _in_memory(array):  # LiberTEM's memory dataset (sent along to a cluster's workers)
         from libertem.io.dataset.memory import MemoryDataSet
 
