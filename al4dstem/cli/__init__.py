@@ -5,7 +5,13 @@ order ``al4dstem --help`` lists them. Every mistake a user can make surfaces as
 ``Al4dstemError`` and leaves as one line on stderr (see ``app.main``).
 """
 
-from al4dstem.cli import data_commands, label_commands, model_commands, repair_commands  # noqa: F401  (registers)
+from al4dstem.cli import (  # noqa: F401  (registers)
+    data_commands,
+    label_commands,
+    live_commands,
+    model_commands,
+    repair_commands,
+)
 from al4dstem.cli.app import app, main
 
 __all__ = ["app", "main"]
