@@ -199,7 +199,11 @@ def libertem_dataset(ctx, dataset):
     array = dataset.array
     path = getattr(dataset, "path", None)
     # partitions of about PARTITION_BYTES: every worker gets several, so none idles at the end
-    partitions = int(max(1, min(rows, -(-dataset.nbytes // PARTITION_BYTES))))
+    try:
+        workers = len(ctx.executor.get_available_workers())
+    except Exception:  # an executor that cannot say: LiberTEM's own default applies below
+        workers = 1
+    partitions = int(max(1, min(dataset.n_positions, max(workers, -(-dataset.nbytes // PARTITION_BYTES)))))
     if isinstance(array, np.memmap) and dataset.format == "npy" and path and _npy_shape(path) == dataset.shape:
         return ctx.load("npy", path=str(path), num_partitions=partitions), "LiberTEM npy reader"
     if isinstance(array, h5py.Dataset) and dataset.format in ("HDF5", "py4DSTEM") and array.ndim == 4:
