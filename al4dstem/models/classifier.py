@@ -329,7 +329,15 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
                     self.initialize(shape)
                     mean, lattice = self.scan_lattice(X)
                     x, counts = self._read_training_patterns(X)
-                    self._fit_arrays(x, y, counts, mean, lattice, progress, calibrate=bool(self.calibrate))
+                    if self.semi_supervised and self.network_name_ in CNN_NETWORKS:
+                        from al4dstem.models.semi import fit_semi_supervised
+
+                        if kind != "positions":
+                            raise Al4dstemError("semi-supervised training learns from the scan's unlabelled "
+                                                "patterns: pass scan positions (x, y), not pattern batches")
+                        fit_semi_supervised(self, arr, y, x, counts, mean, lattice, progress)
+                    else:
+                        self._fit_arrays(x, y, counts, mean, lattice, progress, calibrate=bool(self.calibrate))
         except BaseException:
             self._restore(learned)  # a refused or interrupted fit leaves a trained model as it was
             raise
@@ -437,14 +445,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self.summary_ = {**getattr(self, "summary_", {}), "calibration": report}
         return report
 
-    def _train(self, x: np.ndarray, y: np.ndarray, counts: bool, progress: Progress | None, group):
+    def _train(self, x: np.ndarray, y: np.ndarray, counts: bool, progress: Progress | None, group, split=None):
         import torch
 
         lr = LEARNING_RATES[self.network_name_] if self.lr is None else float(self.lr)
         config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=lr,
                              weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
                              class_weight=self.class_weight, seed=int(self.random_state or 0), symmetries=group,
-                             schedule=self.schedule, keep=self.keep)
+                             schedule=self.schedule, keep=self.keep, split=split)
         log = (lambda line: print(line, file=sys.stderr)) if self.verbose else None
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             warnings.simplefilter("ignore", CollapseWarning)  # fit warns once, for whichever model is kept

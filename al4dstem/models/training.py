@@ -85,6 +85,7 @@ class TrainConfig:
     symmetries: tuple[Symmetry, ...] | None = None  # None: the four rotations (any lattice angle)
     schedule: str = "plateau"  # "plateau" (on the validation loss), "cosine" (over max_epochs) or "constant"
     keep: str = "best"  # weights kept: "best" (lowest validation loss) or "last"
+    split: tuple | None = None  # (train, val) indices; None: a stratified 80:20 split of the labels
 
 
 @dataclass
@@ -217,7 +218,12 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     start = time.perf_counter()
     y = np.asarray(y, dtype=np.int64)
     check_labels(y)
-    train_idx, val_idx = stratified_split(y, config.seed)
+    if config.split is None:
+        train_idx, val_idx = stratified_split(y, config.seed)
+    else:
+        train_idx, val_idx = (np.asarray(i, np.int64) for i in config.split)
+        if not len(train_idx) or not len(val_idx):
+            raise Al4dstemError("training needs at least one training and one validation pattern")
     rng = np.random.default_rng([int(config.seed), 11])
     max_epochs = int(config.epochs) if config.epochs is not None else auto_epochs(len(y))
     if max_epochs < 1:
