@@ -10,7 +10,8 @@ A scan holds thousands of patterns and the person labelled a few dozen. ``fit_se
    class, which the mean over their 3 x 3 scan neighbourhood also gives, with a confidence (the
    lower of their own and their neighbourhood's) of at least ``CONFIDENCE``: the consistency tests
    reject patterns the network only half-recognises;
-3. keeps the same number of each class found (at most ``PER_CLASS``), the most confident, so that
+3. keeps the same number of each class taught (at most ``PER_CLASS``; none at all when one class has
+   no candidate), the most confident, so that
    pseudo-labels neither drown the person's labels nor tip the class balance (a first version
    without this took 60 horizontal and no other pseudo-labels on a diffuse scan, and lost 0.06);
 4. trains the network again, from the same initial weights, on the training labels and the
@@ -68,15 +69,17 @@ def view_probabilities(clf, x: np.ndarray, group, chunk: int = 256) -> tuple[np.
     return mean, consistent
 
 
-def select(probs: np.ndarray, consistent: np.ndarray, per_class: int = PER_CLASS,
+def select(probs: np.ndarray, consistent: np.ndarray, taught=range(N_CLASSES), per_class: int = PER_CLASS,
            confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, classes)`` of the pseudo-labels: consistent, confident, the same number of each class
-    found (at most ``per_class``; the most confident first)."""
+    ``taught`` (at most ``per_class``; the most confident first). None at all when one taught class has
+    no candidate: pseudo-labels of some classes only would tip the balance towards them."""
     top, conf = probs.argmax(1), probs.max(1)
-    pools = [np.flatnonzero(consistent & (conf >= confidence) & (top == c)) for c in range(N_CLASSES)]
-    k = min([per_class] + [len(p) for p in pools if len(p)])  # as many of each class: the balance stays
-    keep_idx, keep_cls = [], []
-    for c, pool in enumerate(pools):
+    taught = sorted(int(c) for c in set(taught))
+    pools = {c: np.flatnonzero(consistent & (conf >= confidence) & (top == c)) for c in taught}
+    k = min([per_class] + [len(p) for p in pools.values()])
+    keep_idx, keep_cls = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for c, pool in pools.items():
         pool = pool[np.argsort(-conf[pool], kind="stable")][:k]
         keep_idx.append(pool)
         keep_cls.append(np.full(len(pool), c, np.int64))
@@ -142,7 +145,7 @@ def fit_semi_supervised(clf, positions: np.ndarray, y: np.ndarray, x: np.ndarray
     inside = (positions[:, 1] >= r0) & (positions[:, 1] < r1)
     unlabelled[positions[inside, 1] - r0, positions[inside, 0]] = False
     agree = consistent & good & unlabelled.ravel() & (around.argmax(1) == probs.argmax(1))
-    pick, pseudo = select(np.minimum(probs, around), agree)
+    pick, pseudo = select(np.minimum(probs, around), agree, taught=np.unique(y))
     steps.step(f"semi-supervised 2/3: {len(pick)} pseudo-labels from {len(pool)} unlabelled patterns")
 
     train, val = stratified_split(y, seed)
