@@ -10,8 +10,9 @@ the frame.
 
 Wall measurement: in every scan row, the ``none`` positions (argmax none, classified) give a
 width (their count) and a position (their mean column ``x``); a frame's position is the median,
-its width the mean, over the rows that hold any. It suits a wall crossing the scan rows (the simulator's moving wall, the
-paper's walls turned by 90 degrees would need ``axis="y"``).
+its width the mean, over the rows that hold any. That suits a wall crossing the scan rows (the
+simulator's moving wall); a wall along the rows (the paper's bands) is measured down the columns
+instead (``axis="y"``). ``axis="auto"`` takes the direction in which more lines cross the band.
 """
 
 from __future__ import annotations
@@ -167,10 +168,12 @@ def wall_profile(probs, valid=None, axis: str = "x") -> tuple[np.ndarray, np.nda
         probs = probs[None]
     if probs.ndim != 4 or probs.shape[-1] != N_CLASSES:
         raise Al4dstemError(f"expected maps (frames, rows, cols, 3), got shape {probs.shape}")
-    if axis not in ("x", "y"):
-        raise Al4dstemError(f"wall axis {axis!r}: x or y")
+    if axis not in ("x", "y", "auto"):
+        raise Al4dstemError(f"wall axis {axis!r}: x, y or auto")
     ok = np.isfinite(probs).all(-1) if valid is None else np.asarray(valid, bool).reshape(probs.shape[:3])
     none = (np.argmax(np.nan_to_num(probs, nan=-1), axis=-1) == 0) & ok
+    if axis == "auto":
+        axis = wall_axis(none)
     if axis == "y":
         none = none.transpose(0, 2, 1)
     coords = np.arange(none.shape[2], dtype=float)
@@ -185,6 +188,14 @@ def wall_profile(probs, valid=None, axis: str = "x") -> tuple[np.ndarray, np.nda
             position[f] = float(np.median(centres[f][lines]))
             width[f] = float(np.mean(counts[f][lines]))  # a mean: band widths are whole positions per line
     return position, width
+
+
+def wall_axis(none: np.ndarray) -> str:
+    """``"x"`` when the ``none`` band (bool ``(frames, rows, cols)``) crosses a larger share of the scan
+    rows than of the columns (a wall across the rows), else ``"y"``."""
+    rows_crossed = none.any(axis=2).mean() if none.size else 0.0
+    cols_crossed = none.any(axis=1).mean() if none.size else 0.0
+    return "x" if rows_crossed >= cols_crossed else "y"
 
 
 def series_paths(prefix) -> dict[str, Path]:
@@ -208,9 +219,12 @@ def mp4_available() -> bool:
 
 
 def write_series(prefix, probs, valid, scheme: str = "paper", fps: float = 4.0, provenance: dict | None = None,
-                 axis: str = "x") -> dict[str, Path]:
+                 axis: str = "auto") -> dict[str, Path]:
     """Write the stack of maps, the movie and the wall plot; returns ``series_paths(prefix)``."""
     paths = series_paths(prefix)
+    if axis == "auto":
+        probs_ok = np.asarray(valid, bool)
+        axis = wall_axis((np.argmax(np.nan_to_num(probs, nan=-1), axis=-1) == 0) & probs_ok)
     position, width = wall_profile(probs, valid, axis)
     try:
         np.save(paths["probs"], np.where(np.asarray(valid)[..., None], probs, np.float32(1 / 3)).astype(np.float32))
@@ -220,7 +234,7 @@ def write_series(prefix, probs, valid, scheme: str = "paper", fps: float = 4.0, 
         if "mp4" in paths:
             _write_mp4(paths["mp4"], frames, fps)
         with open(paths["walls_csv"], "w") as f:
-            f.write("frame,wall_position,none_width\n")
+            f.write(f"frame,wall_position_{axis},none_width\n")
             for i, (p, w) in enumerate(zip(position, width, strict=True)):
                 f.write(f"{i},{'' if np.isnan(p) else f'{p:.3f}'},{'' if np.isnan(w) else f'{w:.3f}'}\n")
         _plot_walls(paths["walls"], position, width, axis)

@@ -79,7 +79,7 @@ def write_scan(path: Path, rows: int) -> float:
         for i0 in range(0, total, BLOCK_FRAMES):
             n = min(BLOCK_FRAMES, total - i0)
             k = (i0 // BLOCK_FRAMES) % len(tpl)
-            block = np.roll(tpl, k, axis=0)[:n] if n <= len(tpl) else np.resize(np.roll(tpl, k, axis=0), (n, *tpl.shape[1:]))
+            block = np.resize(np.roll(tpl, k, axis=0), (n, DETECTOR, DETECTOR))
             f.write(np.roll(block, i0 % 7, axis=2).tobytes())  # a shifted copy: frames differ from block to block
     return time.perf_counter() - start
 

@@ -50,6 +50,8 @@ def test_wall_profile_finds_the_simulated_wall(made):
     assert width == pytest.approx(five_d.none_width, abs=1.0)
     column = np.eye(3, dtype=np.float32)[np.transpose(five_d.truth, (0, 2, 1))]  # the same wall turned by 90 degrees
     assert wall_profile(column, axis="y")[0] == pytest.approx(position)
+    assert wall_profile(column, axis="auto")[0] == pytest.approx(position)  # auto sees the band along the rows
+    assert wall_profile(onehot, axis="auto")[0] == pytest.approx(position)
     invalid = np.zeros(onehot.shape[:3], bool)
     assert np.isnan(wall_profile(onehot, invalid)[0]).all()  # nothing classified: no wall
 
@@ -101,7 +103,8 @@ def test_predict_cli_writes_stack_movie_and_wall_plot(made, tmp_path):
     assert gif.shape[0] == FRAMES and gif.shape[1] % 16 == 0 and gif.shape[2] % 16 == 0
     assert iio.imread(tmp_path / "movie_walls.png").ndim == 3
     lines = (tmp_path / "movie_walls.csv").read_text().splitlines()
-    assert lines[0] == "frame,wall_position,none_width" and len(lines) == FRAMES + 1
+    assert lines[0] in ("frame,wall_position_x,none_width", "frame,wall_position_y,none_width")
+    assert len(lines) == FRAMES + 1
     if mp4_available():
         assert (tmp_path / "movie.mp4").stat().st_size > 0
     # the same series given as a list of files maps to the same stack
