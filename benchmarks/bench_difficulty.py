@@ -17,7 +17,11 @@ with the temperature from its out-of-fold logits; its time is the cross-validati
 
     python benchmarks/bench_difficulty.py [--rungs easy default ...] [--seeds 0 1 2 3 4]
         [--budgets 20 50] [--models ghost "ghost 3x3" ... default auto] [--workers 2]
-        [--out benchmarks/results/difficulty]
+        [--out benchmarks/results/difficulty] [--add other-run.json ...] [--summarise-only]
+
+CNN variants are model names too: "default canonical" (canonical orientation), "default semi"
+(semi-supervised). ``--add`` joins the models of other runs (same rungs, seeds and budgets, e.g.
+the variants run on some rungs only) into one set of tables.
 
 Writes ``OUT.json`` (every run) and ``OUT.md`` (mean +- sd tables). Each worker process runs
 torch on one thread; on a 2-core machine ``--workers 2`` takes ~30 min for the whole ladder.
@@ -36,6 +40,23 @@ import time
 from pathlib import Path
 
 MODELS = ("ghost", "ghost 3x3", "ghost 5x5", "softmax", "softmax 3x3", "pca-knn", "default", "auto")
+#: CNN variants (not in the default list: each costs a training per run): "default canonical" (canonical
+#: orientation), "default semi" (semi-supervised on the scan's unlabelled patterns), "default 3x3", ...
+VARIANT_WORDS = {"canonical": ("orientation", "canonical"), "semi": ("semi_supervised", True)}
+
+
+def model_params(name: str) -> dict:
+    """CNNClassifier parameters of a model name: "ghost 3x3" -> network ghost, neighbourhood 3;
+    "default canonical semi" -> network default, orientation canonical, semi_supervised True."""
+    network, *words = name.split()
+    params = {"network": network}
+    for word in words:
+        if word in VARIANT_WORDS:
+            key, value = VARIANT_WORDS[word]
+            params[key] = value
+        else:
+            params["neighbourhood"] = int(word.split("x")[0])
+    return params
 ACCEPT_ACCURACY, ACCEPT_RECALL, ACCEPT_TRAIN_S = 0.92, 0.8, 60.0
 
 
@@ -103,7 +124,7 @@ def run_job(job: dict) -> dict:
     from al4dstem.models import CNNClassifier
     from al4dstem.models.calibration import fit_temperature, softmax
     from al4dstem.models.neighbourhood import model_dataset
-    from al4dstem.models.selection import POOLED_CANDIDATES, choose, cross_validate, parse
+    from al4dstem.models.selection import POOLED_CANDIDATES, choose, cross_validate
     from al4dstem.simulate import ladder_rung
 
     warnings.simplefilter("ignore")
@@ -117,10 +138,8 @@ def run_job(job: dict) -> dict:
     for name in [m for m in job["models"] if m != "auto"] + (
             [m for m in POOLED_CANDIDATES if m not in job["models"]] if "auto" in job["models"] else []):
         start = time.perf_counter()
-        network, size = parse(name)
         try:
-            clf = CNNClassifier(network=network, neighbourhood=size, dataset=ds, random_state=0,
-                                n_threads=1).fit(positions, classes)
+            clf = CNNClassifier(**model_params(name), dataset=ds, random_state=0, n_threads=1).fit(positions, classes)
         except Exception as e:  # a model that cannot run here (e.g. no lattice) is reported, not fatal
             out["models"][name] = {"error": str(e)}
             continue
@@ -208,7 +227,7 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
     if "auto" in models:
         lines += ["", "## What auto kept (count over seeds) and its training time", "",
                   "| rung | labels | kept | train s (mean, max) |", "|---|---|---|---|"]
-        baselines = [m for m in models if parse(m)[0] in ("ghost", "softmax", "pca-knn")]
+        baselines = [m for m in models if model_params(m)["network"] in ("ghost", "softmax", "pca-knn")]
         for name in rungs:
             for budget in budgets:
                 sel = [r for r in runs if r["rung"] == name and r["budget"] == budget and "auto" in r["models"]]
@@ -259,6 +278,11 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "difficulty")
+    ap.add_argument("--add", type=Path, nargs="*", default=[],
+                    help="JSON files of other runs (e.g. CNN variants on some rungs) whose models join the tables")
+    ap.add_argument("--summarise-only", action="store_true", help="no new runs: tables from --add files")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the runs already in OUT.jsonl (each run is appended there as it ends) and do the rest")
     args = ap.parse_args(argv)
 
     jobs = [{"rung": r, "seed": s, "budget": b, "models": args.models}
@@ -267,25 +291,56 @@ def main(argv=None) -> int:
     print(f"{len(jobs)} runs on {args.workers} worker(s); machine {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f}", flush=True)
     runs = []
-    if args.workers > 1:
+    log = args.out.with_suffix(".jsonl")  # every run as it ends: a long benchmark stopped early keeps its runs
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.resume and log.exists():
+        runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        have = {(r["rung"], r["budget"], r["seed"], frozenset(r["models"])) for r in runs}
+        jobs = [j for j in jobs if (j["rung"], j["budget"], j["seed"], frozenset(j["models"])) not in have]
+    elif not args.summarise_only:
+        log.write_text("")
+
+    total = len(runs) + len(jobs)
+
+    def done(r):
+        runs.append(r)
+        with log.open("a") as f:
+            f.write(json.dumps(r) + "\n")
+        _progress(r, len(runs), total, start)
+
+    if args.summarise_only:
+        jobs = []
+    elif args.workers > 1:
         import multiprocessing
 
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
             for r in pool.imap_unordered(run_job, jobs):
-                runs.append(r)
-                _progress(r, len(runs), len(jobs), start)
+                done(r)
     else:
         for job in jobs:
-            runs.append(run_job(job))
-            _progress(runs[-1], len(runs), len(jobs), start)
+            done(run_job(job))
+    models = list(args.models)
+    for path in args.add:  # join other runs' models to the same (rung, budget, seed)
+        extra = json.loads(path.read_text())["runs"]
+        for r in extra:
+            same = next((q for q in runs if (q["rung"], q["budget"], q["seed"]) == (r["rung"], r["budget"], r["seed"])),
+                        None)
+            if same is None:
+                runs.append(same := {**r, "models": {}})
+            for m, v in r["models"].items():
+                same["models"].setdefault(m, v)
+                if m not in models:
+                    models.insert(models.index("auto") if "auto" in models else len(models), m)
+    runs = [r for r in runs if r["rung"] in args.rungs and r["budget"] in args.budgets]
     runs.sort(key=lambda r: (args.rungs.index(r["rung"]), r["budget"], r["seed"]))
-    text, verdict = summarise(runs, args.rungs, args.budgets, args.models)
+    text, verdict = summarise(runs, args.rungs, args.budgets, models)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": sys.version.split()[0], "machine": platform.machine(), "cores": os.cpu_count(),
             "seconds": time.perf_counter() - start, "args": {k: (str(v) if isinstance(v, Path) else v)
                                                              for k, v in vars(args).items()}}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "verdict": verdict, "runs": runs}, indent=1))
-    args.out.with_suffix(".md").write_text(text + f"\n{len(jobs)} runs in {meta['seconds'] / 60:.1f} min.\n")
+    joined = f"; models joined from {', '.join(p.name for p in args.add)}" if args.add else ""
+    args.out.with_suffix(".md").write_text(text + f"\n{len(jobs)} runs in {meta['seconds'] / 60:.1f} min{joined}.\n")
     print(text)
     return 0
 

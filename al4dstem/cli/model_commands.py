@@ -29,6 +29,14 @@ def train(
                                              help="Pool each pattern with its N x N scan neighbours (1, 3, 5): more "
                                                   "signal on faint scans, walls blurred by N // 2 positions "
                                                   "(default 1; auto also tries 3 and 5)."),
+    orientation: str = typer.Option("detector", "--orientation",
+                                    help="CNNs: detector (patterns as recorded) or canonical (each pattern rotated "
+                                         "and centred by the scan's lattice so its axes lie along the detector's; "
+                                         "predict does the same)."),
+    semi_supervised: bool = typer.Option(False, "--semi-supervised",
+                                         help="CNNs: also learn from the scan's unlabelled patterns (pseudo-labels "
+                                              "that agree under the physics-aware augmentation); about twice as "
+                                              "long."),
     dataset: str | None = typer.Option(None, "--dataset", help="Which dataset, in a file holding several "
                                                                "(HDF5 path, or number / title)."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: torch's choice)."),
@@ -63,7 +71,8 @@ def train(
     except Al4dstemError as e:
         raise Al4dstemError(f"{labels}: {e}") from None
     clf = CNNClassifier(network=network, dataset=ds, epochs=epochs, n_threads=threads, random_state=seed,
-                        verbose=verbose, neighbourhood=neighbourhood)
+                        verbose=verbose, neighbourhood=neighbourhood, orientation=orientation,
+                        semi_supervised=semi_supervised)
     import warnings
 
     from al4dstem.models.selection import selection_table
@@ -88,6 +97,11 @@ def train(
         detail = "fitted by scikit-learn"
     out.print(f"trained the {kept} network on {s['n_labels']} labels ({counts}): {detail}; {s['seconds']:.1f} s; "
               f"saved {out_path}", highlight=False, soft_wrap=True)
+    semi = s.get("semi_supervised")
+    if semi:
+        pseudo = ", ".join(f"{name} {n}" for name, n in semi["pseudo_labels"].items())
+        out.print(f"semi-supervised: {sum(semi['pseudo_labels'].values())} pseudo-labels ({pseudo}) from "
+                  f"{semi['candidates']} unlabelled patterns", highlight=False, soft_wrap=True)
     for message in s.get("warnings", []):
         console.print(f"warning: {message}", highlight=False, soft_wrap=True)
 

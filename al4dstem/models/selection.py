@@ -12,6 +12,9 @@ kept model is refitted on all labels; its out-of-fold logits calibrate its tempe
 score, the time each took and the reason a candidate could not run are in
 ``summary_["selection"]``: a user sees what was compared and why one was kept.
 
+With ``semi_supervised``, a kept CNN is trained semi-supervised (``al4dstem.models.semi``); the
+cross-validation compares the models without it.
+
 Cost: the baselines take milliseconds per fold; the CNN one training per fold, plus one on all
 labels if it wins (about 20 s each for 50 labels on one core). The progress callback's record
 says which model and fold runs.
@@ -194,7 +197,12 @@ def fit_auto(clf, X, y: np.ndarray, detector_shape, progress=None, candidates=No
     text = f"training {best} on all {len(y)} labels"
     is_cnn = parse(best)[0] in CNN_NETWORKS
     callback = stages.stage(text, context["max_epochs"]) if is_cnn else None
-    cand._fit_arrays(x, y, counts, context["mean"], context["lattice"], callback, calibrate=False)
+    if is_cnn and clf.semi_supervised and clf._kind(X)[0] == "positions":
+        from al4dstem.models.semi import fit_semi_supervised
+
+        fit_semi_supervised(cand, clf._kind(X)[1], y, x, counts, context["mean"], context["lattice"], callback)
+    else:
+        cand._fit_arrays(x, y, counts, context["mean"], context["lattice"], callback, calibrate=False)
     if not is_cnn:
         stages.step(text)
     if clf.calibrate:
