@@ -114,8 +114,6 @@ BAD = {
                                       "no label for any"),
     "truth from another scan": ([], ["--budget", 5, "--truth", "{far}"], "outside"),
     "non-interactive stdin": ([], ["--budget", 5], "interactive terminal"),
-    "uncertainty without a model": ([], ["--budget", 5, "--sampler", "uncertainty", "--truth", "{truth}"],
-                                    "--model"),
     "unknown fill": ([], ["--budget", 5, "--truth", "{truth}", "--fill", "guess"], "fill"),
 }
 
