@@ -223,7 +223,10 @@ def libertem_dataset(ctx, dataset):
     block_rows = int(max(1, min(-(-rows // 4), BLOCK_BYTES // max(1, row_bytes))))
     lazy = da.from_array(_Rows(dataset, _reopen_spec(dataset)), chunks=(block_rows, cols, *dataset.detector_shape),
                          asarray=True, fancy=False, meta=np.empty((0, 0, 0, 0), dataset.dtype))
-    return DaskDataSet(lazy, sig_dims=2).initialize(ctx.executor), "al4dstem reader (lazy Dask array)"
+    smallest = min(block_rows, rows - (-(-rows // block_rows) - 1) * block_rows) * row_bytes
+    # min_size = the smallest block: LiberTEM keeps our blocks as its partitions instead of merging them
+    return DaskDataSet(lazy, sig_dims=2, min_size=smallest).initialize(ctx.executor), \
+        "al4dstem reader (lazy Dask array)"
 
 
 def _in_memory(array) -> bool:
