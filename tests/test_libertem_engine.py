@@ -139,3 +139,14 @@ def test_bad_engine_options_are_one_line(files, tmp_path, extra, words):
     d, _ = files
     p = run("predict", d / "scan.npy", "--model", d / "model.pt", "--out", tmp_path / "m", *extra, timeout=120)
     assert_one_line_error(p, *words)
+
+
+def test_a_series_maps_the_same_through_libertem(files, model):
+    from al4dstem.series import map_series, open_series
+
+    stack = np.stack([files[1], files[1][::-1]])  # two frames, one 5-D array
+    series = open_series(stack)
+    lt = map_series(model, series, "libertem")
+    local = map_series(model, series, "local")
+    for f in range(2):
+        agree((lt[0][f], lt[1][f]), (local[0][f], local[1][f]))
