@@ -270,7 +270,10 @@ def _movie_frames(probs, valid, scheme: str) -> np.ndarray:
 
 
 def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
-    import imageio.v3 as iio
+    try:
+        import imageio.v3 as iio
+    except ImportError:  # installed with scikit-image (py4DSTEM's dependency); say so if it is missing
+        raise Al4dstemError("the series movie needs imageio: pip install imageio") from None
 
     iio.imwrite(path, list(frames), extension=".gif", duration=int(round(1000 / fps)), loop=0)
 
