@@ -648,8 +648,8 @@ def _chunks(scan: _Scan) -> list[tuple[int, int, int]]:
 
 def _stream(plan: _Plan, threads: int | None) -> Iterator[tuple[int, int, int, np.ndarray]]:
     """Chunks ``(row, c0, c1, patterns)`` in scan order, made on a few threads, few in flight
-    (``engines.streaming.ordered_map``: memory does not grow with the scan)."""
-    from al4dstem.engines.streaming import ordered_map
+    (``streaming.ordered_map``: memory does not grow with the scan)."""
+    from al4dstem.streaming import ordered_map
 
     threads = max(1, threads or min(4, os.cpu_count() or 1))
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from al4dstem.data import Dataset, finite_mask, open_dataset
-from al4dstem.engines.streaming import prefetch
+from al4dstem.streaming import prefetch
 from al4dstem.errors import Al4dstemError
 
 N_CLASSES = 3

@@ -1,5 +1,7 @@
 """Bounded streaming helpers shared by the engines, the simulator's writer and scan-wide passes.
 
+Threads and the standard library only, so any module (``data``, ``lattice``) may use them.
+
 - ``prefetch(items, depth)``: run an iterator on a background thread, at most ``depth`` items
   ahead of the consumer (read + preprocess batch k+1 while the network runs on batch k).
 - ``ordered_map(function, items, threads, ahead)``: ``function`` over ``items`` on a few threads,
