@@ -10,10 +10,10 @@ from al4dstem.base import PatternModel
 from al4dstem.data import Preprocessing
 from al4dstem.engines import get_engine, known_engines, run_engine
 from al4dstem.engines.local import predict_dataset
-from al4dstem.streaming import ordered_map, prefetch
 from al4dstem.errors import Al4dstemError
 from al4dstem.models import CNNClassifier
 from al4dstem.models.trained import TrainedNetwork, as_pattern_model
+from al4dstem.streaming import ordered_map, prefetch
 
 DET = 32
 

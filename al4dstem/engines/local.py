@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from al4dstem.data import Dataset, finite_mask, open_dataset
-from al4dstem.streaming import prefetch
 from al4dstem.errors import Al4dstemError
+from al4dstem.streaming import prefetch
 
 N_CLASSES = 3
 DEFAULT_BATCH_SIZE = 256
