@@ -193,6 +193,9 @@ def test_collapse_message_names_the_class_and_the_advice():
     assert collapse_message(np.array([1, 1]), np.array([1, 1])) is None  # one class taught, one used
     message = collapse_message(np.array([1, 1, 1, 1]), np.array([0, 1, 2, 1]))
     assert "vertical for every labelled pattern" in message and "--network auto" in message
+    partial = collapse_message(np.array([1, 2, 1, 2, 1]), np.array([0, 1, 2, 2, 0]))  # none taught, never given
+    assert "never predicts none" in partial and "2 none" in partial and "--network auto" in partial
+    assert collapse_message(np.array([0, 2, 1]), np.array([0, 1, 2])) is None  # wrong, but every class used
 
 
 class _Constant(nn.Module):

@@ -57,17 +57,26 @@ class CollapseWarning(UserWarning):
 
 def collapse_message(predicted: np.ndarray, y: np.ndarray) -> str | None:
     """A warning with advice when ``predicted`` (on the labelled patterns) covers one class while
-    ``y`` holds several; None when the model uses the classes it was taught."""
+    ``y`` holds several, or never gives a class that ``y`` holds; None when the model uses every class
+    it was taught."""
     predicted, y = np.asarray(predicted), np.asarray(y)
     taught = np.unique(y)
     used = np.unique(predicted)
-    if len(taught) < 2 or len(used) > 1:
+    advice = ("Try --network auto (compares simpler models on the same labels), more labels of the rarer classes, "
+              "or neighbourhood averaging on faint, noisy scans")
+    if len(taught) < 2:
         return None
-    name = CLASSES[int(used[0])] if len(used) else "nothing"
     have = ", ".join(f"{int((y == c).sum())} {CLASSES[c]}" for c in taught)
-    return (f"the trained model predicts {name} for every labelled pattern although the labels hold {have}: "
-            "it has not learnt the classes. Try --network auto (compares simpler models on the same labels), "
-            "more labels of the rarer classes, or neighbourhood averaging on faint, noisy scans")
+    if len(used) <= 1:
+        name = CLASSES[int(used[0])] if len(used) else "nothing"
+        return (f"the trained model predicts {name} for every labelled pattern although the labels hold {have}: "
+                f"it has not learnt the classes. {advice}")
+    missing = [CLASSES[int(c)] for c in taught if c not in used]
+    if missing:  # a partial collapse: a class the person taught never comes out, not even on its own labels
+        return (f"the trained model never predicts {' or '.join(missing)} on the labelled patterns although the "
+                f"labels hold {have}: it has not learnt {'that class' if len(missing) == 1 else 'those classes'}. "
+                f"{advice}")
+    return None
 
 
 @dataclass
