@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", type=int, default=64)
     ap.add_argument("--network", default="default")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "curves")
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report from the jobs already finished in OUT-raw/, run none")
     ap.add_argument("--smoke", action="store_true", help="tiny scans, 2 seeds, 2 budgets: checks the code runs")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -64,8 +66,12 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     print(f"{len(args.scenarios)} scenarios x {len(seeds)} seeds, samplers {args.samplers}, budgets {args.budgets}, "
           f"jobs {args.jobs}", flush=True)
-    results = bm.run_jobs(specs, args.jobs, raw_dir=args.out.parent / f"{args.out.name}-raw",
-                          log=lambda m: print(m, flush=True))
+    raw_dir = args.out.parent / f"{args.out.name}-raw"
+    if args.report_only:
+        specs = [s for s in specs if bm._raw_path(raw_dir, s).exists()]
+        if not specs:
+            ap.error(f"no finished jobs in {raw_dir}")
+    results = bm.run_jobs(specs, args.jobs, raw_dir=raw_dir, log=lambda m: print(m, flush=True))
     results = [r for r in results if r["seed"] in seeds and r["scenario"] in args.scenarios]
     report(results, args, prov, time.perf_counter() - start)
     return 0
