@@ -82,7 +82,8 @@ def report(results, args, prov, seconds) -> None:
     samplers = list(args.samplers)
     n = len(results)
     scan = results[0]
-    md = [f"# Table 1 with the CNN in the loop ({'SMOKE: meaningless figures' if args.smoke else 'paper-like scan'})\n\n",
+    kind = "SMOKE: meaningless figures" if args.smoke else "paper-like scan"
+    md = [f"# Table 1 with the CNN in the loop ({kind})\n\n",
           bm.provenance_markdown(prov), "\n",
           f"Scan: {scan['shape'][1]} x {scan['shape'][0]} positions ({scan['scan']}), detector {scan['detector']} x "
           f"{scan['detector']} (the paper's: 256; reduced to fit a 2-core machine: the default CNN bins to 64 x 64 "
@@ -156,8 +157,8 @@ def paper_network(results, args) -> str:
     rows = [r for r in results if r.get("extra_networks", {}).get("paper")]
     if not rows:
         return ""
-    out = ["\n## The paper's network (reference)\n\n| labels from | budget | paper's network | default CNN (same seeds) "
-           "| seeds |\n|---|---|---|---|---|\n"]
+    out = ["\n## The paper's network (reference)\n\n| labels from | budget | paper's network "
+           "| default CNN (same seeds) | seeds |\n|---|---|---|---|---|\n"]
     for sampler in ("grid-midpoint", "random"):
         budgets = sorted({int(b) for r in rows for b in r["extra_networks"]["paper"].get(sampler, {})})
         for b in budgets:
@@ -189,8 +190,9 @@ def figure(data, budgets, samplers):
                         marker="o", capsize=3, label=name)
         if metric == "accuracy":
             for name, row in bm.PAPER_TABLE_1.items():
-                ax.plot([b for b in budgets if b in row], [row[b] for b in budgets if b in row], "k--" if
-                        name == "grid-midpoint" else "k:", marker="x", label=f"paper {'binary' if name == 'grid-midpoint' else name}")
+                label = "paper binary" if name == "grid-midpoint" else f"paper {name}"
+                ax.plot([b for b in budgets if b in row], [row[b] for b in budgets if b in row],
+                        "k--" if name == "grid-midpoint" else "k:", marker="x", label=label)
         ax.set_xscale("log")
         ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.set_xlabel("labels")

@@ -106,8 +106,8 @@ class HybridSampler(BaseEstimator, Sampler):
             if len(chosen) == k:
                 break
         if len(chosen) < k:  # fewer open wall edges than asked: fill up by exploring
-            rest = farthest_from(cand, np.vstack([labelled, cand[chosen]]) if chosen else labelled, k - len(chosen), rng,
-                             exclude=chosen)
+            taken = np.vstack([labelled, cand[chosen]]) if chosen else labelled
+            rest = farthest_from(cand, taken, k - len(chosen), rng, exclude=chosen)
             chosen += rest.tolist()
         return np.array(chosen, dtype=np.int64)
 
