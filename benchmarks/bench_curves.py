@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", type=int, default=64)
     ap.add_argument("--network", default="default")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "curves")
+    ap.add_argument("--note", default="", help="a line added to the report (e.g. how the jobs were run)")
     ap.add_argument("--report-only", action="store_true",
                     help="write the report from the jobs already finished in OUT-raw/, run none")
     ap.add_argument("--smoke", action="store_true", help="tiny scans, 2 seeds, 2 budgets: checks the code runs")
@@ -102,7 +103,7 @@ def report(results, args, prov, seconds) -> None:
     samplers = list(args.samplers)
     top = max(budgets)
     md = [f"# Learning curves with the CNN in the loop{' (SMOKE: meaningless figures)' if args.smoke else ''}\n\n",
-          bm.provenance_markdown(prov),
+          bm.provenance_markdown(prov), f"\n{args.note}\n" if args.note else "",
           f"\nDetector {args.detector} x {args.detector} (reduced from the paper's 256 to fit a 2-core machine). "
           f"Oracle: {args.oracle}. Model: CNNClassifier(network={args.network!r}), default settings; uncertainty "
           f"retrains it in the loop at every budget and at {', '.join(str(r) for r in bm.REFITS if r < top)} labels, "

@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", type=int, default=64, help="detector side of the simulated scan (paper: 256)")
     ap.add_argument("--network", default="default")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "table1")
+    ap.add_argument("--note", default="", help="a line added to the report (e.g. how the jobs were run)")
     ap.add_argument("--report-only", action="store_true",
                     help="write the report from the jobs already finished in OUT-raw/, run none")
     ap.add_argument("--smoke", action="store_true", help="tiny scan, 2 seeds, 2 budgets: checks the code runs")
@@ -84,7 +85,7 @@ def report(results, args, prov, seconds) -> None:
     scan = results[0]
     kind = "SMOKE: meaningless figures" if args.smoke else "paper-like scan"
     md = [f"# Table 1 with the CNN in the loop ({kind})\n\n",
-          bm.provenance_markdown(prov), "\n",
+          bm.provenance_markdown(prov), f"\n{args.note}\n" if args.note else "", "\n",
           f"Scan: {scan['shape'][1]} x {scan['shape'][0]} positions ({scan['scan']}), detector {scan['detector']} x "
           f"{scan['detector']} (the paper's: 256; reduced to fit a 2-core machine: the default CNN bins to 64 x 64 "
           f"anyway, the paper's network sees 64 x 64 instead of 256 x 256), classes none / vertical / horizontal "
