@@ -185,7 +185,6 @@ def _cell(values, digits: int = 3) -> str:
 
 
 def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
-    from al4dstem.models.selection import parse
     from al4dstem.simulate import ladder_rung
 
     lines = ["# Difficulty ladder (issue 12)", "",

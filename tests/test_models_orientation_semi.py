@@ -9,12 +9,12 @@ import torch
 
 from al4dstem.errors import Al4dstemError
 from al4dstem.models import CNNClassifier
+from al4dstem.models.augment import Finish
 from al4dstem.models.classifier import torch_threads
 from al4dstem.models.networks import build_network, canonical_grid, inference_network
 from al4dstem.models.semi import region, select, smooth
 from al4dstem.models.trained import TrainedNetwork
 from al4dstem.models.training import CollapseWarning, TrainConfig, train_network
-from al4dstem.models.augment import Finish
 from al4dstem.simulate import simulate_scan
 
 _SCANS: dict = {}
@@ -139,11 +139,11 @@ def test_pseudo_labels_are_consistent_confident_and_balanced():
     consistent = np.array([True, True, True, True, True, True, False])
     idx, cls = select(probs, consistent, per_class=10, confidence=0.6)
     # one none (0.7) found, so one of each class: the most confident vertical, the only consistent horizontal
-    assert sorted(zip(cls.tolist(), idx.tolist())) == [(0, 3), (1, 1), (2, 4)]
+    assert sorted(zip(cls.tolist(), idx.tolist(), strict=True)) == [(0, 3), (1, 1), (2, 4)]
     idx, cls = select(probs, consistent, per_class=10, confidence=0.75)  # no none above 0.75: none at all
     assert len(idx) == 0 and len(cls) == 0
     idx, cls = select(probs, consistent, taught=[1, 2], per_class=10, confidence=0.75)  # none was not taught
-    assert sorted(zip(cls.tolist(), idx.tolist())) == [(1, 1), (2, 4)]
+    assert sorted(zip(cls.tolist(), idx.tolist(), strict=True)) == [(1, 1), (2, 4)]
 
 
 def test_neighbourhood_smoothing_and_region():
@@ -176,3 +176,25 @@ def test_semi_supervised_fit_uses_pseudo_labels_and_true_validation(tmp_path):
     assert CNNClassifier.load(tmp_path / "semi.pt").semi_supervised is True
     with pytest.raises(Al4dstemError, match="pass scan positions"):
         CNNClassifier(semi_supervised=True, epochs=1).fit(s.data.reshape(-1, 64, 64)[:15], y)
+
+
+# ---------------------------------------------------------------- one inference path
+
+
+def test_classifier_classifies_through_its_trained_network():
+    from al4dstem.models.networks import set_temperature
+
+    s = small_scan(rotation=4.0)
+    pos, y = labelled(s.truth)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CollapseWarning)
+        clf = CNNClassifier(dataset=s.data, epochs=2, calibrate=False).fit(pos, y)
+    light = clf.trained_network()
+    assert isinstance(light, TrainedNetwork) and light.network_ is clf.network_ and clf.trained_network() is light
+    raw = s.data.reshape(-1, *s.data.shape[2:])[:10]
+    before = clf.predict_proba(raw)
+    assert np.allclose(before, light.forward_preprocessed(light.preprocessing_(raw)))
+    set_temperature(clf.network_, 5.0)  # a new temperature: the fused copy must not be reused
+    after = clf.predict_proba(raw)
+    assert clf.trained_network() is not light and not np.allclose(before, after, atol=1e-4)
+    assert np.array_equal(before.argmax(1), after.argmax(1))

@@ -88,8 +88,8 @@ def bad_inputs(d):
 
 
 @pytest.mark.parametrize("case", ["missing data", "missing labels", "one class", "too few labels",
-                                  "labels of another scan", "unknown class", "NaN pattern labelled", "NaN pattern, pooled",
-                                  "output not writable", "epochs zero", "unknown network"])
+                                  "labels of another scan", "unknown class", "NaN pattern labelled",
+                                  "NaN pattern, pooled", "output not writable", "epochs zero", "unknown network"])
 def test_bad_input_is_one_line_and_writes_no_model(files, case):
     d = files[0]
     args, words = bad_inputs(d)[case]

@@ -40,11 +40,10 @@ from al4dstem.models.networks import (
     INPUT_SIZES,
     LEARNING_RATES,
     build_network,
-    inference_network,
     network_config,
     set_temperature,
 )
-from al4dstem.models.trained import TrainedNetwork, check_detector, forward
+from al4dstem.models.trained import TrainedNetwork, check_detector
 from al4dstem.models.training import (
     CollapseWarning,
     Progress,
@@ -257,9 +256,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
 
     def check_compatible(self, dataset) -> None:
         """Refuse a dataset whose detector differs from the one the model was trained on."""
-        self._check_fitted()
-        ds = open_dataset(dataset)
-        self._check_detector(tuple(ds.detector_shape), ds.source)
+        self.trained_network().check_compatible(dataset)
 
     def _check_detector(self, shape, source: str) -> None:
         check_detector(self.detector_shape_, shape, source)
@@ -567,13 +564,19 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     # ------------------------------------------------------------------ inference
     def forward_preprocessed(self, x: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(n, 3)`` float32 for preprocessed patterns ``(n, size, size)``."""
-        self._check_fitted()
-        return forward(self._fast_network(), x, self.preprocessing_.output_shape)
+        return self.trained_network().forward_preprocessed(x)
 
-    def _fast_network(self):
-        if getattr(self, "_fast", None) is None or self._fast[0] is not self.network_:
-            self._fast = (self.network_, inference_network(self.network_))
-        return self._fast[1]
+    def trained_network(self) -> TrainedNetwork:
+        """The light inference object (``models.trained``) of the current weights: what ``predict`` loads
+        from a checkpoint, so both classify with the same code. Rebuilt when the weights or the
+        temperature change."""
+        self._check_fitted()
+        state = (float(getattr(self.network_, "temperature", 1.0)), self.preprocessing_, tuple(self.detector_shape_))
+        cached = getattr(self, "_fast", None)
+        if cached is None or cached[0] is not self.network_ or cached[1] != state:
+            light = TrainedNetwork(self.network_name_, self.network_, self.preprocessing_, self.detector_shape_, {})
+            self._fast = (self.network_, state, light)
+        return self._fast[2]
 
     def predict_proba(self, X) -> np.ndarray:
         """``(n, 3)`` probabilities (none, vertical, horizontal) for positions or raw patterns.
