@@ -170,9 +170,7 @@ def predict(
                         workers=workers, scheduler=scheduler, device=device, scheme=scheme,
                         allow_other_calibration=allow_other_calibration, start=start)
         return
-    if len(data) > 1:  # open_series takes any list of several files as a series
-        raise Al4dstemError("several DATA files are a series")
-    data = data[0]
+    data = data[0]  # one scan (open_series takes several files as a series)
     # all the files, the figure too: --no-figure removes an old one
     try:
         files = [_checkable(p) for p in output_paths(out_prefix, fmt, provenance=True).values()]
