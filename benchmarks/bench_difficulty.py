@@ -179,9 +179,13 @@ def _mean_sd(values) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _cell(values, digits: int = 3) -> str:
+def _cell(values, digits: int = 3, expected: int | None = None) -> str:
+    """``mean ± sd``; ``(n=K)`` added where fewer than ``expected`` seeds ran."""
     m, s = _mean_sd(values)
-    return "n/a" if m != m else f"{m:.{digits}f} ± {s:.{digits}f}"
+    if m != m:
+        return "n/a"
+    fewer = f" (n={len(values)})" if expected is not None and len(values) < expected else ""
+    return f"{m:.{digits}f} ± {s:.{digits}f}{fewer}"
 
 
 def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
@@ -193,6 +197,7 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
              "| rung | what |", "|---|---|"]
     lines += [f"| {name} | {ladder_rung(name).note} |" for name in rungs]
     verdict: dict = {"auto_vs_best_baseline": [], "faint": [], "train_50_s": []}
+    n_seeds = len({r["seed"] for r in runs})
 
     def cells(metric):
         table = [f"| rung | labels | {' | '.join(models)} |", "|---|---|" + "---|" * len(models)]
@@ -202,7 +207,7 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
                 row = [f"| {name} | {budget} "]
                 for m in models:
                     row.append(_cell([metric(r["models"][m]) for r in sel if m in r["models"]
-                                      and "error" not in r["models"][m]]))
+                                      and "error" not in r["models"][m]], expected=n_seeds))
                 table.append(" | ".join(row) + " |")
         return table
 
@@ -230,6 +235,8 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
         for name in rungs:
             for budget in budgets:
                 sel = [r for r in runs if r["rung"] == name and r["budget"] == budget and "auto" in r["models"]]
+                if not sel:
+                    continue
                 kept: dict[str, int] = {}
                 for r in sel:
                     kept[r["models"]["auto"]["kept"]] = kept.get(r["models"]["auto"]["kept"], 0) + 1
@@ -278,7 +285,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "difficulty")
     ap.add_argument("--add", type=Path, nargs="*", default=[],
-                    help="JSON files of other runs (e.g. CNN variants on some rungs) whose models join the tables")
+                    help="OUT.json or OUT.jsonl files of other runs (e.g. CNN variants on some rungs) whose models "
+                         "join the tables")
     ap.add_argument("--summarise-only", action="store_true", help="no new runs: tables from --add files")
     ap.add_argument("--resume", action="store_true",
                     help="keep the runs already in OUT.jsonl (each run is appended there as it ends) and do the rest")
@@ -320,7 +328,9 @@ def main(argv=None) -> int:
             done(run_job(job))
     models = list(args.models)
     for path in args.add:  # join other runs' models to the same (rung, budget, seed)
-        extra = json.loads(path.read_text())["runs"]
+        content = path.read_text()
+        extra = ([json.loads(line) for line in content.splitlines() if line.strip()] if path.suffix == ".jsonl"
+                 else json.loads(content)["runs"])
         for r in extra:
             same = next((q for q in runs if (q["rung"], q["budget"], q["seed"]) == (r["rung"], r["budget"], r["seed"])),
                         None)
@@ -337,7 +347,7 @@ def main(argv=None) -> int:
     meta = {"python": sys.version.split()[0], "machine": platform.machine(), "cores": os.cpu_count(),
             "seconds": time.perf_counter() - start, "args": {k: (str(v) if isinstance(v, Path) else v)
                                                              for k, v in vars(args).items()}}
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "verdict": verdict, "runs": runs}, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "verdict": verdict, "runs": runs}, indent=1, default=str))
     joined = f"; models joined from {', '.join(p.name for p in args.add)}" if args.add else ""
     args.out.with_suffix(".md").write_text(text + f"\n{len(jobs)} runs in {meta['seconds'] / 60:.1f} min{joined}.\n")
     print(text)

@@ -442,11 +442,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self.summary_ = {**getattr(self, "summary_", {}), "calibration": report}
         return report
 
-    def _train(self, x: np.ndarray, y: np.ndarray, counts: bool, progress: Progress | None, group, split=None):
+    def _train(self, x: np.ndarray, y: np.ndarray, counts: bool, progress: Progress | None, group, split=None,
+               epochs=None):
         import torch
 
         lr = LEARNING_RATES[self.network_name_] if self.lr is None else float(self.lr)
-        config = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=lr,
+        config = TrainConfig(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size, lr=lr,
                              weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
                              class_weight=self.class_weight, seed=int(self.random_state or 0), symmetries=group,
                              schedule=self.schedule, keep=self.keep, split=split)

@@ -158,7 +158,8 @@ def fit_semi_supervised(clf, positions: np.ndarray, y: np.ndarray, x: np.ndarray
     clf.initialize(clf.detector_shape_)
     orientation = clf._orient_network(lattice)
     text = f"semi-supervised 3/3: training on labels and {len(pick)} pseudo-labels"
-    result, heldout = clf._train(x2, y2, counts, steps.stage(text, epochs), group, split=split)
+    # as many epochs as for the labels alone (counted from the pseudo-labels too, there would be fewer)
+    result, heldout = clf._train(x2, y2, counts, steps.stage(text, epochs), group, split=split, epochs=epochs)
     clf.history_ = result.history
     clf.summary_ = {**result.summary(), "lattice": first.get("lattice"), "orientation": orientation,
                     "n_symmetries": len(group),
