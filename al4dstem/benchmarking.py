@@ -225,6 +225,7 @@ def aulc(budgets, values) -> float:
     """Area under the learning curve over ``log(budget)``, normalised to the range: a mean
     accuracy in which every doubling of the labels weighs the same."""
     x, y = np.log(np.asarray(budgets, float)), np.asarray(values, float)
+    x, y = x[np.isfinite(y)], y[np.isfinite(y)]  # budgets a sampler could not train at are left out
     if len(x) < 2:
         return float(y.mean()) if len(y) else float("nan")
     return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
@@ -232,7 +233,8 @@ def aulc(budgets, values) -> float:
 
 def labels_to_reach(budgets, values, target: float) -> float | None:
     """The smallest label count at which a (mean) curve reaches ``target`` (linear between budgets), or None."""
-    budgets, values = list(budgets), list(values)
+    kept = [(b, v) for b, v in zip(budgets, values, strict=True) if np.isfinite(v)]  # budgets never scored
+    budgets, values = [b for b, _ in kept], [v for _, v in kept]
     for i, (b, v) in enumerate(zip(budgets, values, strict=True)):
         if v >= target:
             if i == 0:

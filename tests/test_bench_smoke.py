@@ -67,6 +67,7 @@ def test_metrics_on_known_maps():
     assert bm.aulc([10, 100], [0.5, 1.0]) == pytest.approx(0.75)
     assert bm.labels_to_reach([10, 20, 40], [0.8, 0.9, 0.95], 0.85) == pytest.approx(15)
     assert bm.labels_to_reach([10, 20], [0.8, 0.9], 0.99) is None
+    assert bm.labels_to_reach([5, 10, 20], [float("nan"), 0.8, 0.9], 0.85) == pytest.approx(15)
     assert bm.wilcoxon_p([1, 2, 3], [1, 2, 3]) == 1.0
     assert bm.wilcoxon_p(np.arange(10) + 1.0, np.zeros(10)) < 0.01
     m, ci = bm.mean_ci([0.9, 0.92, 0.94])
