@@ -347,7 +347,8 @@ def main(argv=None) -> int:
     meta = {"python": sys.version.split()[0], "machine": platform.machine(), "cores": os.cpu_count(),
             "seconds": time.perf_counter() - start, "args": {k: (str(v) if isinstance(v, Path) else v)
                                                              for k, v in vars(args).items()}}
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "verdict": verdict, "runs": runs}, indent=1, default=str))
+    record = {"meta": meta, "verdict": verdict, "runs": runs}
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str))
     joined = f"; models joined from {', '.join(p.name for p in args.add)}" if args.add else ""
     args.out.with_suffix(".md").write_text(text + f"\n{len(jobs)} runs in {meta['seconds'] / 60:.1f} min{joined}.\n")
     print(text)
