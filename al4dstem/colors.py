@@ -1,7 +1,7 @@
 """One colour scheme for the three classes, everywhere: labeller (terminal and browser), the
 sampling-pattern figure, the labelled positions on map figures, and optionally the maps.
 
-Classes in their usual order (DESIGN.md §1): 0 none, 1 vertical, 2 horizontal.
+Classes in their usual order (docs/design.md §1): 0 none, 1 vertical, 2 horizontal.
 
 ``scheme="class"`` (the default) is Paul Tol's "bright" cyan / yellow / red: the three stay
 apart for people with deuteranopia, protanopia and tritanopia (smallest CIELAB distance ~37

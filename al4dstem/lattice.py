@@ -1,5 +1,5 @@
 """The crystal lattice on the detector, found from a scan's mean pattern, and where the ghost
-disks of each class lie (DESIGN.md §4).
+disks of each class lie (docs/design.md §4).
 
 Reflections are indexed ``(i, j)`` on the half-order lattice, as in ``al4dstem.simulate``:
 reflection ``(i, j)`` sits at ``centre + i g1 / 2 + j g2 / 2``, where ``g1`` and ``g2`` are the
@@ -14,7 +14,7 @@ the main-lattice vector closest in angle to detector +x (within 45 degrees), ``g
 one, turned +90 degrees from it (towards detector +y). A lattice rotated by exactly 45 degrees
 is ambiguous, for the labeller as for this module.
 
-Coordinates on the detector are ``(x, y)`` = (column, row), like scan positions (DESIGN.md §1).
+Coordinates on the detector are ``(x, y)`` = (column, row), like scan positions (docs/design.md §1).
 numpy and scipy only: the terminal and the browser labeller both use it.
 """
 

@@ -1,6 +1,6 @@
 """Probability maps -> RGB domain maps, confidence maps, figures, and accuracy against a truth.
 
-Conventions (DESIGN.md §1): probability maps are float32 ``(rows, cols, 3)`` in class order
+Conventions (docs/design.md §1): probability maps are float32 ``(rows, cols, 3)`` in class order
 none, vertical, horizontal, painted R = none, G = vertical, B = horizontal (paper Fig. 5:
 ``[0, 255, 0]`` is pure vertical). Positions that could not be classified (``valid`` False,
 or a non-finite probability row) are painted black: a probability row sums to 1, so at least

@@ -1,6 +1,6 @@
 """Held-out accuracy from a few labels, and the time to train on them.
 
-The acceptance figures (issue 4, DESIGN.md §5): >= 97% on held-out positions (the labelled
+The acceptance figures (issue 4, docs/design.md §5): >= 97% on held-out positions (the labelled
 ones excluded) from 50 grid-midpoint labels on the paper-like bands, a tilted wall and a closed
 domain (bullseye), for each of 3 seeds; training on 50 labels in <= 60 s on 2 cores.
 

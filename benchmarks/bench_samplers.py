@@ -1,6 +1,6 @@
 """Sampler-only benchmark on the real domain geometry of the paper's boracite scan.
 
-    /work/venv/bin/python benchmarks/bench_samplers.py [--labels-dir DIR] [--seeds 20] [--json OUT]
+    /work/venv/bin/python benchmarks/bench_samplers.py --labels-dir DIR [--seeds 20] [--json OUT]
 
 No diffraction patterns are involved: each sampler chooses positions on the 206 x 34 scan, an
 oracle answers from the paper's published hand labels, and a coordinate 1-nearest-neighbour
@@ -43,7 +43,6 @@ from al4dstem.strategies.coordinate import fit_coordinate_model
 from al4dstem.strategies.testing import coherent_truth, run_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_LABELS = ROOT / ".." / "shared" / "data" / "ghost-hunter-labels"
 SCAN = (34, 206)  # rows (Y), cols (X)
 BUDGETS = (50, 100, 250)
 BATCH = 10
@@ -307,7 +306,8 @@ def format_report(results: dict, seeds: int, budgets=BUDGETS) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--labels-dir", type=Path, default=DEFAULT_LABELS)
+    parser.add_argument("--labels-dir", type=Path, required=True,
+                        help="folder of the ghost-hunter label files (paper_data_*_labels.yaml, test_data.yaml)")
     parser.add_argument("--seeds", type=int, default=20, help="seeds for the seeded samplers (default 20)")
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     parser.add_argument("--sampler", action="append", choices=list(SAMPLERS), help="run only these (repeatable)")

@@ -1,4 +1,4 @@
-"""Rich progress bars on a terminal, nothing in a pipe (DESIGN.md: long steps show progress)."""
+"""Rich progress bars on a terminal, nothing in a pipe (docs/design.md §2: long steps show progress)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ returns the valid group, each element with its label rule.
 
 Walls. A pattern at a domain wall is the intensity-weighted mix of its neighbours' patterns.
 Mixing two training patterns with weight ``w`` mixes their labels with the same weight, then
-applies the wall rule (DESIGN.md section 4): a vertical + horizontal mix whose minor share is at
+applies the wall rule (docs/design.md §4): a vertical + horizontal mix whose minor share is at
 least ``WALL_SHARE`` (about a third) is a wall, class none; a majority mix keeps the majority
 class. Mixes with none keep their soft label (the ghosts of one class, weaker).
 
