@@ -1,10 +1,12 @@
 """Provenance, several scans and calibrations, through the real command: train records where a model came
 from and `info MODEL.pt` shows it; predict refuses a scan of another calibration unless told, and records
-the map's provenance; the shared real detector files go through info, train and predict."""
+the map's provenance; real detector files (the folder named by $AL4DSTEM_REAL_FILES) go through info,
+train and predict."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from al4dstem.provenance import describe_sampler, fingerprint
 
 rsciio = pytest.importorskip("rsciio")
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-detector-files"
+REAL = Path(os.environ.get("AL4DSTEM_REAL_FILES", "/nonexistent"))  # small real files, kept outside the repository
 
 
 def write_scan(path: Path, pixel: float = 0.05, det: int = 32, seed: int = 0, rows: int = 4, cols: int = 5):
