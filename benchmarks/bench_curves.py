@@ -124,7 +124,8 @@ def report(results, args, prov, seconds) -> None:
             md.append(f"\n### {title}\n\n{table}")
         summary = curve_summary(results, scenario, budgets, samplers)
         entry["summary"] = summary
-        md.append(f"\n### Area under the accuracy curve, speed-up, 99 % budget\n\n| sampler | AULC (%, log labels, over the budgets it could train at) | "
+        md.append("\n### Area under the accuracy curve, speed-up, 99 % budget\n\n"
+                  "| sampler | AULC (%, log labels, over the budgets it could train at) | "
                   f"labels to reach random's {top}-label accuracy | speed-up | smallest budget with 99 % of its own "
                   f"{top}-label accuracy |\n|---|---|---|---|---|\n")
         for name, s in summary.items():
