@@ -20,7 +20,7 @@ from al4dstem.models import checkpoint
 from al4dstem.models.networks import NETWORKS, build_network, inference_network
 
 CHUNK = 256  # patterns per network call when classifying many at once
-CPU_CHUNK = 32  # patterns per network call on a CPU: activations stay in cache (measured ~1.5x vs 206 at once)
+CPU_CHUNK = 128  # patterns per network call on a CPU (channels-last: measured best of 32..256 on 2 cores)
 GPU_CHUNK = 128  # patterns per upload and network call on a GPU (a batch of 256 is two, overlapped)
 
 
@@ -204,6 +204,12 @@ class TrainedNetwork(PatternClassifier):
             self._fast = inference_network(self.network_)
             if self.device_ is not None:
                 self._fast = self._fast.to(self.device_)
+            else:
+                import torch
+
+                # oneDNN's channels-last convolutions: ~1.3x the default network's patterns/s on
+                # one core (a 1-channel input is already laid out so; same outputs within 1e-7)
+                self._fast = self._fast.to(memory_format=torch.channels_last)
         return forward(self._fast, x, self.preprocessing_.output_shape, self.device_)
 
     def to(self, device="auto") -> TrainedNetwork:
