@@ -124,7 +124,7 @@ def run_job(job: dict) -> dict:
     from al4dstem.models import CNNClassifier
     from al4dstem.models.calibration import fit_temperature, softmax
     from al4dstem.models.neighbourhood import model_dataset
-    from al4dstem.models.selection import POOLED_CANDIDATES, choose, cross_validate
+    from al4dstem.models.selection import choose, cross_validate
     from al4dstem.simulate import ladder_rung
 
     warnings.simplefilter("ignore")
@@ -135,14 +135,14 @@ def run_job(job: dict) -> dict:
     out = {**job, "n_labels": int(len(classes)), "label_counts": np.bincount(classes, minlength=3).tolist(),
            "models": {}}
     fitted = {}
-    for name in [m for m in job["models"] if m != "auto"] + (
-            [m for m in POOLED_CANDIDATES if m not in job["models"]] if "auto" in job["models"] else []):
+
+    def fit(name):
         start = time.perf_counter()
         try:
             clf = CNNClassifier(**model_params(name), dataset=ds, random_state=0, n_threads=1).fit(positions, classes)
         except Exception as e:  # a model that cannot run here (e.g. no lattice) is reported, not fatal
             out["models"][name] = {"error": str(e)}
-            continue
+            return
         seconds = time.perf_counter() - start
         probs, _ = predict_dataset(clf, model_dataset(clf, ds), n_threads=1)
         t = float(clf.network_.temperature)
@@ -151,6 +151,9 @@ def run_job(job: dict) -> dict:
             out["models"][name] = {**score(probs, sim.truth, positions), "seconds": seconds, "temperature": t,
                                    "ece_raw": score(raw_probs(probs, t), sim.truth, positions)["ece"],
                                    "warnings": clf.summary_.get("warnings", [])}
+
+    for name in [m for m in job["models"] if m != "auto"]:
+        fit(name)
     if "auto" in job["models"]:
         start = time.perf_counter()
         auto = CNNClassifier(network="auto", dataset=ds, random_state=0, n_threads=1)
@@ -158,6 +161,8 @@ def run_job(job: dict) -> dict:
         table, oof, prepared, context = cross_validate(auto, positions, classes, ds.detector_shape)
         kept, reason = choose(table, prepared, context["candidates"])
         cv_seconds = time.perf_counter() - start
+        if kept not in fitted:  # the kept model's own fit is the one auto makes (same seed and labels)
+            fit(kept)
         probs, t_own, seconds = fitted[kept]
         raw = raw_probs(probs, t_own)
         held = oof.get(kept)

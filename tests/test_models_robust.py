@@ -301,6 +301,24 @@ def test_choose_breaks_ties_by_candidate_order():
     assert choose(table, {"softmax": 1}, names)[0] == "softmax"
 
 
+def test_choose_prefers_the_ghost_model_over_3x3_neighbours_on_a_tie():
+    from al4dstem.models.selection import POOLED_CANDIDATES, choose
+
+    def row(acc):
+        return {"cv_accuracy": acc, "cv_balanced_accuracy": acc, "cv_log_loss": 0.1}
+
+    table = {name: row(0.98) for name in POOLED_CANDIDATES}
+    assert choose(table, {}, POOLED_CANDIDATES)[0] == "ghost 3x3"  # tied everywhere: the preferred one
+    table["ghost 3x3"] = row(0.96)
+    assert choose(table, {}, POOLED_CANDIDATES)[0] == "ghost"  # then the unpooled ghost model
+    table["ghost"] = row(0.96)
+    assert choose(table, {}, POOLED_CANDIDATES)[0] == "ghost 5x5"
+    table = {"softmax 3x3": row(0.9), "softmax": row(0.9), "default": row(0.9)}
+    assert choose(table, {}, POOLED_CANDIDATES)[0] == "softmax 3x3"  # the CNN never wins a tie
+    table["default"] = row(0.92)
+    assert choose(table, {}, POOLED_CANDIDATES) == ("default", "highest cross-validated accuracy")
+
+
 def test_auto_via_fit_skips_the_cnn_when_a_baseline_is_perfect(faint):
     patterns, truth, train, _ = faint
     clf = CNNClassifier(network="auto", epochs=2, random_state=0).fit(patterns[train], truth[train])
