@@ -449,12 +449,14 @@ def run_job(spec: JobSpec) -> dict:
         return model
 
     def evaluate(positions, classes, model=None, network=spec.network):
+        # labels that disagree with the truth (a fallible oracle's errors on the positions this sampler chose)
+        wrong = int((classes != scan.truth[positions[:, 1], positions[:, 0]]).sum()) if len(classes) else 0
         if not _can_train(classes):
-            return {"n_labels": int(len(classes)), "cnn": None, "baselines": {}}
+            return {"n_labels": int(len(classes)), "wrong_labels": wrong, "cnn": None, "baselines": {}}
         model = model if model is not None else fit(positions, classes, network)
         pred = np.asarray(model.predict(every)).reshape(scan.shape)
-        out = {"n_labels": int(len(classes)), "label_counts": np.bincount(classes, minlength=3).tolist(),
-               "cnn": scores(pred, scan.truth, test)}
+        out = {"n_labels": int(len(classes)), "wrong_labels": wrong,
+               "label_counts": np.bincount(classes, minlength=3).tolist(), "cnn": scores(pred, scan.truth, test)}
         if spec.baselines and network == spec.network:
             maps = baseline_maps(features, scan.shape, positions, classes, spec.seed)
             out["baselines"] = {k: (scores(m, scan.truth, test) if m is not None else None) for k, m in maps.items()}
@@ -477,6 +479,7 @@ def run_job(spec: JobSpec) -> dict:
     return {"scenario": spec.scenario, "scan": scan.name, "seed": spec.seed, "shape": list(scan.shape),
             "detector": int(scan.data.shape[-1]), "class_counts": np.bincount(scan.truth.ravel(), minlength=3).tolist(),
             "test_size": int(test.sum()), "oracle": spec.oracle, "network": spec.network,
+            "samplers": list(spec.samplers), "epochs": spec.epochs,
             "results": results, "extra_networks": extra, "cnn_fits": fits["n"], "cnn_fit_seconds": fits["seconds"],
             "seconds": time.perf_counter() - started, "simulate_seconds": scan.seconds}
 
@@ -623,10 +626,16 @@ def run_jobs(specs: list[JobSpec], jobs: int = 1, raw_dir: Path | None = None, l
 
 
 def _raw_path(raw_dir, spec: JobSpec) -> Path | None:
+    """``SCENARIO-ORACLE-seedN[-SAMPLERS][-epochsE].json``: a job with other samplers or epochs
+    than the default is another file (so samplers can be added to a run later)."""
     if raw_dir is None:
         return None
     oracle = spec.oracle.replace(":", "-")
-    return Path(raw_dir) / f"{spec.scenario.replace('@', '_at_')}-{oracle}-seed{spec.seed}.json"
+    tag = "" if tuple(spec.samplers) == SAMPLERS else "-" + "+".join(
+        "".join(c if c.isalnum() or c in "-_" else "_" for c in name) for name in spec.samplers)
+    if spec.epochs is not None:
+        tag += f"-epochs{int(spec.epochs)}"
+    return Path(raw_dir) / f"{spec.scenario.replace('@', '_at_')}-{oracle}-seed{spec.seed}{tag}.json"
 
 
 def seeds_from(master: int, n: int) -> list[int]:
@@ -668,18 +677,67 @@ def provenance(args: dict, master_seed: int) -> dict:
 # ---------------------------------------------------------------- summaries
 
 
+def merge_jobs(results: list[dict]) -> list[dict]:
+    """One result per (scenario, seed): the samplers of jobs run apart on the same scan and seed
+    (e.g. model-driven samplers added later) joined; the first job's answer wins a repeat."""
+    merged: dict = {}
+    for r in results:
+        key = (r["scenario"], r["seed"])
+        if key not in merged:
+            merged[key] = {**r, "results": dict(r["results"])}
+            continue
+        m = merged[key]
+        for name, per_budget in r["results"].items():
+            m["results"].setdefault(name, per_budget)
+        for total in ("cnn_fits", "cnn_fit_seconds", "seconds"):
+            m[total] = m.get(total, 0) + r.get(total, 0)
+    return sorted(merged.values(), key=lambda r: (r["scenario"], r["seed"]))
+
+
 def collect(results: list[dict], model: str = "cnn", metric: str = "accuracy") -> dict:
     """``{scenario: {sampler: {budget: [value per seed, in seed order]}}}`` for one model
-    (``cnn`` or a baseline name) and one metric; seeds paired by sorting on the seed."""
-    out: dict = {}
-    for r in sorted(results, key=lambda r: (r["scenario"], r["seed"])):
+    (``cnn``, a baseline name, or ``entry`` for a field of the budget's entry such as
+    ``wrong_labels``) and one metric. Every list of a scenario has one value per seed of that
+    scenario (NaN where a sampler was not run or could not train on that seed), so lists pair
+    up seed by seed."""
+    merged = merge_jobs(results)
+    grid: dict = {}
+    for r in merged:
         for sampler, per_budget in r["results"].items():
-            for b, entry in per_budget.items():
-                score = entry.get("cnn") if model == "cnn" else (entry.get("baselines") or {}).get(model)
-                value = score.get(metric) if score else None
-                out.setdefault(r["scenario"], {}).setdefault(sampler, {}).setdefault(int(b), []).append(
-                    float("nan") if value is None else value)
+            grid.setdefault(r["scenario"], {}).setdefault(sampler, set()).update(int(b) for b in per_budget)
+    out: dict = {}
+    for r in merged:
+        for sampler, budgets in grid[r["scenario"]].items():
+            per_budget = r["results"].get(sampler, {})
+            for b in sorted(budgets):
+                entry = per_budget.get(str(b)) or {}
+                if model == "entry":
+                    value = entry.get(metric)
+                else:
+                    score = entry.get("cnn") if model == "cnn" else (entry.get("baselines") or {}).get(model)
+                    value = score.get(metric) if score else None
+                out.setdefault(r["scenario"], {}).setdefault(sampler, {}).setdefault(b, []).append(
+                    float("nan") if value is None else float(value))
     return out
+
+
+def finished_jobs(raw_dir: Path, oracle: str = "truth", epochs: int | None = None, scenarios=None) -> list[dict]:
+    """Every job kept in ``raw_dir`` with this oracle and epochs (any seed, any samplers), so
+    that a report covers jobs added by later runs."""
+    out = []
+    for path in sorted(Path(raw_dir).glob("*.json")):
+        r = json.loads(path.read_text())
+        if r.get("oracle") == oracle and r.get("epochs") == epochs and \
+                (scenarios is None or r["scenario"] in scenarios):
+            out.append(r)
+    return out
+
+
+def uses_model(name: str) -> bool:
+    """Whether a sampler asks the CNN in the loop (its runs cost CNN fits while labelling)."""
+    from al4dstem.strategies import get_sampler
+
+    return name == "hybrid" or bool(getattr(get_sampler(name), "needs_model", False))
 
 
 def fmt(mean: float, ci: float, scale: float = 100.0, digits: int = 1) -> str:
@@ -737,9 +795,10 @@ def sampler_table(results: list[dict], scenario: str, budgets, samplers, model: 
             v = values[name].get(b, [])
             m, ci = mean_ci(v)
             p = wilcoxon_p(v, values.get(reference, {}).get(b, [])) if name != reference else float("nan")
-            data[name][b] = {"mean": m, "ci95": ci, "n": int(np.isfinite(v).sum()) if len(v) else 0,
-                             "p_vs_" + reference: p, "values": v}
-            cells.append(fmt(m, ci, scale, 1 if scale == 100 else 2))
+            n = int(np.isfinite(v).sum()) if len(v) else 0
+            data[name][b] = {"mean": m, "ci95": ci, "n": n, "p_vs_" + reference: p, "values": v}
+            # fewer seeds than the scenario has: a sampler not run on every seed, or untrainable labels
+            cells.append(fmt(m, ci, scale, 1 if scale == 100 else 2) + (f" (n={n})" if 0 < n < len(v) else ""))
             ps.append("-" if name == reference else f"{p:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {' / '.join(ps)} |\n")
     return "".join(lines), data

@@ -3,7 +3,8 @@
     python benchmarks/bench_curves.py [--scenarios paper tilted bullseye needles stripes bullseye@faint-rotated]
         [--seeds 3] [--master-seed 2027] [--jobs 2] [--budgets 5 10 15 20 30 50 100 250]
         [--samplers grid-midpoint random uncertainty hybrid] [--oracle truth | human:0.03]
-        [--detector 64] [--smoke] [--out benchmarks/results/curves]
+        [--model-driven-on paper tilted] [--detector 64] [--smoke]
+        [--out benchmarks/results/curves]
 
 Scenarios: ``paper`` (the 206 x 34 scan with the real map's walls), a geometry of the simulator
 on a 72 x 56 scan (``tilted``, ``bullseye``, ``needles``, ``stripes``), or ``GEOMETRY@RUNG`` on
@@ -15,7 +16,13 @@ needed to reach random's accuracy at the largest budget (and the speed-up that m
 smallest budget at which the CNN reaches 99 % of its own accuracy at the largest budget, and
 where the CNN beats each baseline fitted on the same labels.
 
+Samplers that use the CNN while labelling (uncertainty, hybrid) cost several fits per budget;
+they run as separate jobs, after each seed's other jobs, and only on the scenarios named by
+``--model-driven-on`` (default: all).
+
 Writes ``OUT.md``, ``OUT.json``, ``OUT.png`` and every job in ``OUT-raw/`` (a rerun resumes).
+The report covers every job in ``OUT-raw/`` with the same oracle, whichever run
+added it (seeds of other runs included), so jobs can be added incrementally.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--budgets", nargs="+", type=int, default=list(bm.CURVE_BUDGETS))
     ap.add_argument("--samplers", nargs="+", default=list(bm.SAMPLERS))
+    ap.add_argument("--model-driven-on", nargs="+", default=None, metavar="SCENARIO",
+                    help="run the samplers that use the CNN while labelling only on these scenarios (default: all)")
     ap.add_argument("--oracle", default="truth")
     ap.add_argument("--detector", type=int, default=64)
     ap.add_argument("--network", default="default")
@@ -61,19 +70,28 @@ def main(argv=None) -> int:
     if args.seeds < 1 or args.jobs < 1 or min(args.budgets) < 5:
         ap.error("--seeds and --jobs must be >= 1, budgets >= 5")
     seeds = bm.seeds_from(args.master_seed, args.seeds)
-    specs = [bm.JobSpec(s, seed, tuple(args.samplers), tuple(sorted(args.budgets)), args.network, args.detector,
-                        args.oracle, smoke=args.smoke) for seed in seeds for s in args.scenarios]
+    try:
+        driven = [name for name in args.samplers if bm.uses_model(name)]
+    except bm.Al4dstemError as exc:
+        ap.error(str(exc))
+    plain = [name for name in args.samplers if name not in driven]
+    driven_on = args.scenarios if args.model_driven_on is None else args.model_driven_on
+    specs = []
+    for seed in seeds:  # seed by seed: a run stopped early has whole seeds, every scenario alike
+        groups = [(s, plain) for s in args.scenarios] + [(s, driven) for s in args.scenarios if s in driven_on]
+        specs += [bm.JobSpec(s, seed, tuple(names), tuple(sorted(args.budgets)), args.network, args.detector,
+                             args.oracle, smoke=args.smoke)
+                  for s, names in groups if names]
     prov = bm.provenance({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, args.master_seed)
     start = time.perf_counter()
     print(f"{len(args.scenarios)} scenarios x {len(seeds)} seeds, samplers {args.samplers}, budgets {args.budgets}, "
           f"jobs {args.jobs}", flush=True)
     raw_dir = args.out.parent / f"{args.out.name}-raw"
-    if args.report_only:
-        specs = [s for s in specs if bm._raw_path(raw_dir, s).exists()]
-        if not specs:
-            ap.error(f"no finished jobs in {raw_dir}")
-    results = bm.run_jobs(specs, args.jobs, raw_dir=raw_dir, log=lambda m: print(m, flush=True))
-    results = [r for r in results if r["seed"] in seeds and r["scenario"] in args.scenarios]
+    if not args.report_only:
+        bm.run_jobs(specs, args.jobs, raw_dir=raw_dir, log=lambda m: print(m, flush=True))
+    results = bm.finished_jobs(raw_dir, args.oracle, None, args.scenarios) if raw_dir.is_dir() else []
+    if not results:
+        ap.error(f"no finished jobs in {raw_dir} with oracle {args.oracle}")
     report(results, args, prov, time.perf_counter() - start)
     return 0
 
@@ -100,7 +118,9 @@ def curve_summary(results, scenario, budgets, samplers) -> dict:
 
 def report(results, args, prov, seconds) -> None:
     budgets = sorted(args.budgets)
-    samplers = list(args.samplers)
+    present = {name for r in results for name in r["results"]}
+    samplers = [s for s in (*args.samplers, *bm.SAMPLERS) if s in present]
+    samplers = list(dict.fromkeys(samplers + sorted(present - set(samplers))))
     top = max(budgets)
     md = [f"# Learning curves with the CNN in the loop{' (SMOKE: meaningless figures)' if args.smoke else ''}\n\n",
           bm.provenance_markdown(prov), f"\n{args.note}\n" if args.note else "",
@@ -108,8 +128,12 @@ def report(results, args, prov, seconds) -> None:
           f"Oracle: {args.oracle}. Model: CNNClassifier(network={args.network!r}), default settings; uncertainty "
           f"retrains it in the loop at every budget and at {', '.join(str(r) for r in bm.REFITS if r < top)} labels, "
           f"the hybrid when its wall phase asks. Test set: up to 1,000 positions never labelled. Mean +- 95 % CI over "
-          f"seeds; p: paired Wilcoxon against random. Wall time {bm.seconds_text(seconds)} for the jobs run now.\n"]
+          f"seeds; p: paired Wilcoxon against random (with 5 seeds or fewer no two-sided p can fall below 0.05; "
+          f"the CI of the paired difference is the test used here). `(n=K)`: only K seeds scored (a sampler not "
+          f"run on every seed, or labels it could not train on). "
+          f"Wall time {bm.seconds_text(seconds)} for the jobs run now.\n"]
     data = {"provenance": prov, "scenarios": {}}
+    md.append(overview(results, args.scenarios, budgets, samplers, data))
     for scenario in args.scenarios:
         rows = [r for r in results if r["scenario"] == scenario]
         if not rows:
@@ -139,6 +163,55 @@ def report(results, args, prov, seconds) -> None:
     paths = bm.write_outputs(args.out, "".join(md), data, fig)
     print("".join(md))
     print("written: " + ", ".join(str(p) for p in paths))
+
+
+def overview(results, scenarios, budgets, samplers, data) -> str:
+    """Grid-midpoint minus random per scenario and budget (paired over seeds), and the budget at
+    which each sampler's mean curve reaches 99 % of its largest-budget accuracy."""
+    top = max(budgets)
+    acc = bm.collect(results, "cnn", "accuracy")
+    out = ["\n## Overview\n\n### Grid-midpoint minus random, accuracy points (paired per seed, mean +- 95 % CI; "
+           "**bold**: beyond the seed spread)\n\n| scenario | seeds | " + " | ".join(f"{b}" for b in budgets)
+           + " |\n" + "|---" * (len(budgets) + 2) + "|\n"]
+    data["grid_minus_random"] = {}
+    for scenario in scenarios:
+        rows = acc.get(scenario, {})
+        if "grid-midpoint" not in rows or "random" not in rows:
+            continue
+        cells, numbers = [], {}
+        for b in budgets:
+            d = np.asarray(rows["grid-midpoint"].get(b, []), float) - np.asarray(rows["random"].get(b, []), float)
+            m, ci = bm.mean_ci(d)
+            k = int(np.isfinite(d).sum())
+            numbers[b] = {"diff": m, "ci95": ci, "n": k, "values": d.tolist()}
+            if not np.isfinite(m):
+                cells.append("n/a")
+                continue
+            text = f"{m * 100:+.1f}" + (f" +- {ci * 100:.1f}" if np.isfinite(ci) else "") + f" (n={k})"
+            cells.append(f"**{text}**" if np.isfinite(ci) and abs(m) > ci else text)
+        data["grid_minus_random"][scenario] = numbers
+        n_seeds = len(next(iter(rows["random"].values())))
+        out.append(f"| {scenario} | {n_seeds} | " + " | ".join(cells) + " |\n")
+    out.append(f"\n### Smallest budget at which the mean curve reaches 99 % of its {top}-label accuracy "
+               f"(labels, linear between budgets)\n\n| scenario | " + " | ".join(samplers) + " |\n"
+               + "|---" * (len(samplers) + 1) + "|\n")
+    data["budget_99pc"] = {}
+    for scenario in scenarios:
+        if scenario not in acc:
+            continue
+        cells = []
+        for name in samplers:
+            curve = acc[scenario].get(name)
+            if not curve:
+                cells.append("-")
+                continue
+            means = np.array([np.nanmean(curve[b]) if np.isfinite(curve[b]).any() else np.nan for b in budgets])
+            own = bm.labels_to_reach(budgets, means, 0.99 * means[-1]) if np.isfinite(means[-1]) else None
+            data["budget_99pc"].setdefault(scenario, {})[name] = own
+            n = min(int(np.isfinite(curve[b]).sum()) for b in (top,))
+            cells.append(f"{own:.0f} (n={n})" if own else "-")
+        out.append(f"| {scenario} | " + " | ".join(cells) + " |\n")
+    return "".join(out)
 
 
 def baseline_matrix(results, scenario, budgets, samplers, entry) -> str:

@@ -2,8 +2,8 @@
 
     python benchmarks/bench_table1.py [--seeds 10] [--master-seed 2026] [--jobs 2]
         [--samplers grid-midpoint random uncertainty hybrid] [--budgets 50 100 250]
-        [--oracle truth | human:0.03] [--paper-seeds 3] [--detector 64] [--smoke]
-        [--out benchmarks/results/table1]
+        [--oracle truth | human:0.03] [--reference benchmarks/results/table1] [--paper-seeds 3]
+        [--detector 64] [--smoke] [--out benchmarks/results/table1]
 
 Each seed simulates the paper-sized 206 x 34 scan whose walls follow the real map of the paper's
 sample (``al4dstem.benchmarking.paper_scan``), draws 1,000 test positions that are never
@@ -16,7 +16,10 @@ reference row at 50 labels over the first ``--paper-seeds`` seeds.
 
 Writes ``OUT.md``, ``OUT.json`` and ``OUT.png`` (versions, machine, parameters and the master
 seed included), and every job's scores in ``OUT-raw/`` as it finishes: rerunning the same
-command skips the jobs already there, so a stopped run continues. ``--smoke``: a tiny scan,
+command skips the jobs already there, so a stopped run continues. ``--reference STEM`` (with a
+fallible oracle) sets the run beside the perfect oracle's on the same seeds: those jobs are read
+from ``STEM-raw/`` (the ones missing there are run into it), and the report adds the paired
+difference and the share of wrong labels each sampler received. ``--smoke``: a tiny scan,
 2 seeds, 2 budgets, 2 epochs (checks that the code runs; its figures mean nothing).
 """
 
@@ -26,6 +29,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,6 +47,8 @@ def main(argv=None) -> int:
                     help="sampler names (any al4dstem sampler, package.module:Class too)")
     ap.add_argument("--budgets", nargs="+", type=int, default=list(bm.TABLE_BUDGETS))
     ap.add_argument("--oracle", default="truth", help="truth, or human:RATE (e.g. human:0.03)")
+    ap.add_argument("--reference", type=Path, default=None, metavar="STEM",
+                    help="a perfect-oracle run on the same seeds to compare with (its jobs in STEM-raw/)")
     ap.add_argument("--paper-seeds", type=int, default=3, help="seeds with the paper's network at 50 labels")
     ap.add_argument("--detector", type=int, default=64, help="detector side of the simulated scan (paper: 256)")
     ap.add_argument("--network", default="default")
@@ -74,11 +81,19 @@ def main(argv=None) -> int:
             ap.error(f"no finished jobs in {raw_dir}")
     results = bm.run_jobs(specs, args.jobs, raw_dir=raw_dir, log=lambda m: print(m, flush=True))
     results = [r for r in results if r["seed"] in seeds]
-    report(results, args, prov, time.perf_counter() - start)
+    reference = []
+    if args.reference is not None:
+        ref_raw = args.reference.parent / f"{args.reference.name}-raw"
+        ref_specs = [bm.JobSpec("paper", s.seed, s.samplers, s.budgets, s.network, s.detector, "truth", smoke=s.smoke)
+                     for s in specs]  # the seeds run (or, with --report-only, finished) here
+        if args.report_only:
+            ref_specs = [s for s in ref_specs if bm._raw_path(ref_raw, s).exists()]
+        reference = bm.run_jobs(ref_specs, args.jobs, raw_dir=ref_raw, log=lambda m: print(m, flush=True))
+    report(results, args, prov, time.perf_counter() - start, reference)
     return 0
 
 
-def report(results, args, prov, seconds) -> None:
+def report(results, args, prov, seconds, reference=()) -> None:
     budgets = sorted(args.budgets)
     samplers = list(args.samplers)
     n = len(results)
@@ -132,11 +147,61 @@ def report(results, args, prov, seconds) -> None:
                 cells.append(f"{bm.fmt(m, ci)} ({diff})")
             md.append(f"| {base} | " + " | ".join(cells) + " |\n")
     md.append(paper_network(results, args))
+    if reference:
+        md.append(oracle_comparison(results, reference, budgets, samplers, args.oracle, data))
     md.append("\n## Reading\n\nSee README \"Evidence\"; raw scores of every seed are in the JSON file.\n")
     fig = figure(data, budgets, samplers)
     paths = bm.write_outputs(args.out, "".join(md), data, fig)
     print("".join(md))
     print("written: " + ", ".join(str(p) for p in paths))
+
+
+def oracle_comparison(results, reference, budgets, samplers, oracle, data) -> str:
+    """The fallible oracle's run beside the perfect oracle's on the seeds both finished, paired."""
+    common = sorted({r["seed"] for r in results} & {r["seed"] for r in reference})
+    if not common:
+        return ""
+    ours = [r for r in results if r["seed"] in common]
+    ref = [r for r in reference if r["seed"] in common]
+    out = [f"\n## Perfect oracle vs {oracle}, the same {len(common)} seeds\n\n"
+           "Wrong labels: the share of the labels a sampler collected that the oracle got wrong (the oracle's rate "
+           "is over the whole scan; a sampler that labels near walls or faint patterns hears more errors). "
+           "Difference: fallible minus perfect, accuracy points, paired per seed, mean +- 95 % CI, Wilcoxon p; "
+           "**bold**: beyond the seed spread.\n\n"
+           "| sampler | labels | wrong labels (%) | accuracy, perfect | accuracy, fallible | difference | "
+           "`none` recall, perfect -> fallible | wall error (px), perfect -> fallible |\n"
+           "|---|---|---|---|---|---|---|---|\n"]
+    table: dict = {}
+    wrong = bm.collect(ours, "entry", "wrong_labels").get("paper", {})
+    n_labels = bm.collect(ours, "entry", "n_labels").get("paper", {})
+    for name in samplers:
+        for b in budgets:
+            row = {}
+            for metric in ("accuracy", "none_recall", "wall_error"):
+                a = bm.collect(ref, "cnn", metric).get("paper", {}).get(name, {}).get(b, [])
+                f = bm.collect(ours, "cnn", metric).get("paper", {}).get(name, {}).get(b, [])
+                if len(a) != len(f) or not len(a):
+                    break
+                d = np.asarray(f, float) - np.asarray(a, float)
+                row[metric] = {"perfect": bm.mean_ci(a), "fallible": bm.mean_ci(f), "diff": bm.mean_ci(d),
+                               "p": bm.wilcoxon_p(f, a), "perfect_values": a, "fallible_values": f}
+            if len(row) < 3:
+                continue
+            w, n = wrong.get(name, {}).get(b, []), n_labels.get(name, {}).get(b, [])
+            share = bm.mean_ci([x / y for x, y in zip(w, n, strict=True) if y]) if len(w) and len(n) == len(w) \
+                else (float("nan"), float("nan"))
+            row["wrong_label_share"] = share
+            table.setdefault(name, {})[b] = row
+            m, ci = row["accuracy"]["diff"]
+            diff = f"{m * 100:+.1f} +- {ci * 100:.1f}, p {row['accuracy']['p']:.3f}"
+            diff = f"**{diff}**" if np.isfinite(ci) and abs(m) > ci else diff
+            rec, wall = row["none_recall"], row["wall_error"]
+            out.append(f"| {name} | {b} | {bm.fmt(*share)} | {bm.fmt(*row['accuracy']['perfect'])} | "
+                       f"{bm.fmt(*row['accuracy']['fallible'])} | {diff} | {rec['perfect'][0] * 100:.1f} -> "
+                       f"{rec['fallible'][0] * 100:.1f} (p {rec['p']:.3f}) | {wall['perfect'][0]:.2f} -> "
+                       f"{wall['fallible'][0]:.2f} (p {wall['p']:.3f}) |\n")
+    data["oracle_comparison"] = {"seeds": common, "oracle": oracle, "table": table}
+    return "".join(out)
 
 
 def grid_vs_random(numbers, budgets) -> str:
@@ -187,8 +252,12 @@ def figure(data, budgets, samplers):
             if not row:
                 continue
             x = [b * (1 + 0.03 * (i - 1.5)) for b in budgets]
-            ax.errorbar(x, [row[b]["mean"] * scale for b in budgets], yerr=[row[b]["ci95"] * scale for b in budgets],
-                        marker="o", capsize=3, label=name)
+            bars = ax.errorbar(x, [row[b]["mean"] * scale for b in budgets],
+                               yerr=[row[b]["ci95"] * scale for b in budgets], marker="o", capsize=3, label=name)
+            perfect = data.get("oracle_comparison", {}).get("table", {}).get(name)
+            if perfect and all(b in perfect for b in budgets):  # the perfect oracle's run, same seeds: dashed
+                ax.plot(x, [perfect[b][metric]["perfect"][0] * scale for b in budgets], ls="--", lw=1,
+                        color=bars[0].get_color(), label=f"{name}, perfect oracle")
         if metric == "accuracy":
             for name, row in bm.PAPER_TABLE_1.items():
                 label = "paper binary" if name == "grid-midpoint" else f"paper {name}"

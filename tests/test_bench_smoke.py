@@ -38,17 +38,52 @@ def test_table1_smoke_writes_every_output(tmp_path):
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     raw = sorted((tmp_path / "table1-raw").glob("*.json"))
     assert len(raw) == 2  # every job kept as it finished: a rerun of the command resumes from them
+    stamps = [path.stat().st_mtime_ns for path in raw]
+
+    # the same seeds with a human-like oracle, beside the perfect oracle's jobs just kept
+    human = tmp_path / "human"
+    run_script("bench_table1.py", "--out", human, "--oracle", "human:0.2", "--reference", out)
+    assert [path.stat().st_mtime_ns for path in raw] == stamps  # the reference jobs were read, not rerun
+    data = json.loads(human.with_suffix(".json").read_text())
+    comparison = data["oracle_comparison"]
+    assert comparison["seeds"] == sorted(data["seeds"]) and comparison["oracle"] == "human:0.2"
+    rows = [comparison["table"][s][b] for s in bm.SAMPLERS for b in ("10", "20")]
+    for sampler in bm.SAMPLERS:  # the perfect side is the truth run's figures, seed for seed
+        assert comparison["table"][sampler]["20"]["accuracy"]["perfect"][0] == pytest.approx(acc[sampler]["20"]["mean"])
+    assert max(row["wrong_label_share"][0] for row in rows) > 0  # a 20 % oracle errs somewhere
+    assert "Perfect oracle vs human:0.2" in human.with_suffix(".md").read_text()
 
 
 def test_curves_smoke_reports_aulc_speedup_and_baselines(tmp_path):
     out = tmp_path / "curves"
-    run_script("bench_curves.py", "--out", out, "--scenarios", "tilted@faint-rotated", "--samplers", "grid-midpoint",
-               "random", "uncertainty")
+    run_script("bench_curves.py", "--out", out, "--scenarios", "tilted@faint-rotated", "stripes", "--samplers",
+               "grid-midpoint", "random", "uncertainty", "--model-driven-on", "tilted@faint-rotated")
+    raw = sorted(path.name for path in (tmp_path / "curves-raw").glob("*.json"))
+    assert len(raw) == 6 and sum("uncertainty" in name for name in raw) == 2  # model-driven jobs apart, one scan
     data = json.loads(out.with_suffix(".json").read_text())
     entry = data["scenarios"]["tilted@faint-rotated"]
-    assert set(entry["summary"]) == {"grid-midpoint", "random", "uncertainty"}
+    assert set(entry["summary"]) == {"grid-midpoint", "random", "uncertainty"}  # the jobs of one seed joined
+    assert set(data["scenarios"]["stripes"]["summary"]) == {"grid-midpoint", "random"}
     assert set(entry["tables"]) == {"accuracy", "balanced_accuracy", "none_recall", "none_f1", "wall_error"}
-    assert "AULC" in out.with_suffix(".md").read_text()
+    assert entry["tables"]["accuracy"]["uncertainty"]["20"]["n"] == 2
+    assert set(data["grid_minus_random"]) == {"tilted@faint-rotated", "stripes"}
+    text = out.with_suffix(".md").read_text()
+    assert "AULC" in text and "Grid-midpoint minus random" in text
+
+
+def test_collect_pairs_samplers_run_on_some_seeds_only():
+    def job(seed, sampler, accuracy):
+        return {"scenario": "s", "seed": seed, "results": {sampler: {"10": {"cnn": {"accuracy": accuracy}}}},
+                "cnn_fits": 1, "cnn_fit_seconds": 1.0, "seconds": 2.0}
+
+    results = [job(2, "random", 0.8), job(1, "random", 0.7), job(2, "uncertainty", 0.9)]
+    acc = bm.collect(results)["s"]
+    assert acc["random"][10] == [0.7, 0.8]  # in seed order
+    assert np.isnan(acc["uncertainty"][10][0]) and acc["uncertainty"][10][1] == 0.9  # seed 1 never ran it
+    merged = bm.merge_jobs(results)
+    assert [r["seed"] for r in merged] == [1, 2] and set(merged[1]["results"]) == {"random", "uncertainty"}
+    assert merged[1]["cnn_fits"] == 2
+    assert bm.wilcoxon_p(acc["uncertainty"][10], acc["random"][10]) == 1.0  # one pair left: no test
 
 
 def test_metrics_on_known_maps():
