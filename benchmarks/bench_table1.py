@@ -37,6 +37,11 @@ sys.path.insert(0, str(ROOT))
 
 from al4dstem import benchmarking as bm  # noqa: E402
 
+HUMAN_NOTE = (" (HumanLikeOracle: that share of wrong answers over the whole scan, an error up to 8 times "
+              "likelier at a wall than far from one, decaying over 2 scan pixels, and up to 4 times likelier on the "
+              "faintest ghosts, faintness from the scan's ghost strength; a wrong answer names the class across the "
+              "nearest wall; the test set is scored against the truth)")
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -99,12 +104,15 @@ def report(results, args, prov, seconds, reference=()) -> None:
     n = len(results)
     scan = results[0]
     kind = "SMOKE: meaningless figures" if args.smoke else "paper-like scan"
+    if args.oracle != "truth":
+        kind += f", oracle {args.oracle}"
     md = [f"# Table 1 with the CNN in the loop ({kind})\n\n",
           bm.provenance_markdown(prov), f"\n{args.note}\n" if args.note else "", "\n",
           f"Scan: {scan['shape'][1]} x {scan['shape'][0]} positions ({scan['scan']}), detector {scan['detector']} x "
           f"{scan['detector']} (the paper's: 256; reduced to fit a 2-core machine: the default CNN bins to 64 x 64 "
           f"anyway, the paper's network sees 64 x 64 instead of 256 x 256), classes none / vertical / horizontal "
-          f"{scan['class_counts']}. Test set: {scan['test_size']} positions never labelled. Oracle: {args.oracle}. "
+          f"{scan['class_counts']}. Test set: {scan['test_size']} positions never labelled. Oracle: {args.oracle}"
+          f"{HUMAN_NOTE if args.oracle.startswith('human:') else ''}. "
           f"Model: CNNClassifier(network={args.network!r}), default settings. "
           f"**{n} paired seeds**; mean +- 95 % CI (Student t); p: two-sided paired Wilcoxon signed-rank test "
           f"against random at each budget. Wall time {bm.seconds_text(seconds)} for the jobs run now "
@@ -193,7 +201,8 @@ def oracle_comparison(results, reference, budgets, samplers, oracle, data) -> st
             row["wrong_label_share"] = share
             table.setdefault(name, {})[b] = row
             m, ci = row["accuracy"]["diff"]
-            diff = f"{m * 100:+.1f} +- {ci * 100:.1f}, p {row['accuracy']['p']:.3f}"
+            diff = f"{m * 100:+.1f}" + (f" +- {ci * 100:.1f}" if np.isfinite(ci) else "") + \
+                f", p {row['accuracy']['p']:.3f}"
             diff = f"**{diff}**" if np.isfinite(ci) and abs(m) > ci else diff
             rec, wall = row["none_recall"], row["wall_error"]
             out.append(f"| {name} | {b} | {bm.fmt(*share)} | {bm.fmt(*row['accuracy']['perfect'])} | "
