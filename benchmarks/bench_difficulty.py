@@ -20,7 +20,10 @@ with the temperature from its out-of-fold logits; its time is the cross-validati
         [--out benchmarks/results/difficulty] [--add other-run.json ...] [--summarise-only]
 
 CNN variants are model names too: "default canonical" (canonical orientation), "default semi"
-(semi-supervised). ``--add`` joins the models of other runs (same rungs, seeds and budgets, e.g.
+(semi-supervised), "default pretrained" (fine-tuned from a CNN pre-trained on simulated patterns
+matched to the scan's lattice, ``al4dstem.models.pretrain``; pre-trained once per scan, its time and
+its accuracy before fine-tuning are in the run's "pretraining" record). ``--add`` joins the models of
+other runs (same rungs, seeds and budgets, e.g.
 the variants run on some rungs only) into one set of tables.
 
 Writes ``OUT.json`` (every run) and ``OUT.md`` (mean +- sd tables). Each worker process runs
@@ -42,12 +45,14 @@ from pathlib import Path
 MODELS = ("ghost", "ghost 3x3", "ghost 5x5", "softmax", "softmax 3x3", "pca-knn", "default", "auto")
 #: CNN variants (not in the default list: each costs a training per run): "default canonical" (canonical
 #: orientation), "default semi" (semi-supervised on the scan's unlabelled patterns), "default 3x3", ...
-VARIANT_WORDS = {"canonical": ("orientation", "canonical"), "semi": ("semi_supervised", True)}
+VARIANT_WORDS = {"canonical": ("orientation", "canonical"), "semi": ("semi_supervised", True),
+                 "pretrained": ("init", "pretrained")}
 
 
 def model_params(name: str) -> dict:
     """CNNClassifier parameters of a model name: "ghost 3x3" -> network ghost, neighbourhood 3;
-    "default canonical semi" -> network default, orientation canonical, semi_supervised True."""
+    "default canonical semi" -> network default, orientation canonical, semi_supervised True; "default pretrained":
+    starting from weights pre-trained on simulated patterns matched to the scan (``models.pretrain``)."""
     network, *words = name.split()
     params = {"network": network}
     for word in words:
@@ -139,7 +144,10 @@ def run_job(job: dict) -> dict:
     def fit(name):
         start = time.perf_counter()
         try:
-            clf = CNNClassifier(**model_params(name), dataset=ds, random_state=0, n_threads=1).fit(positions, classes)
+            params = model_params(name)
+            if params.get("init"):
+                params["init"] = init_path
+            clf = CNNClassifier(**params, dataset=ds, random_state=0, n_threads=1).fit(positions, classes)
         except Exception as e:  # a model that cannot run here (e.g. no lattice) is reported, not fatal
             out["models"][name] = {"error": str(e)}
             return
@@ -151,6 +159,19 @@ def run_job(job: dict) -> dict:
             out["models"][name] = {**score(probs, sim.truth, positions), "seconds": seconds, "temperature": t,
                                    "ece_raw": score(raw_probs(probs, t), sim.truth, positions)["ece"],
                                    "warnings": clf.summary_.get("warnings", [])}
+
+    if any(model_params(m).get("init") for m in job["models"]):  # pre-trained once per scan, on its lattice
+        from al4dstem.models.pretrain import pretrain
+
+        start = time.perf_counter()
+        pre = pretrain(ds, random_state=0, n_threads=1)
+        pretrain_seconds = time.perf_counter() - start
+        pre_probs, _ = predict_dataset(pre, ds, n_threads=1)
+        tmp = tempfile.TemporaryDirectory()
+        init_path = Path(tmp.name) / "pretrained.pt"
+        pre.save(init_path)
+        out["pretraining"] = {"seconds": pretrain_seconds, **score(pre_probs, sim.truth, positions),
+                              "simulated_patterns": pre.summary_["pretraining"]["simulated_patterns"]}
 
     for name in [m for m in job["models"] if m != "auto"]:
         fit(name)
@@ -233,6 +254,19 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
                 raw, cal = _mean_sd([s["ece_raw"] for s in ok])[0], _mean_sd([s["ece"] for s in ok])[0]
                 row.append(f"{raw:.3f} -> {cal:.3f}")
             lines.append(" | ".join(row) + " |")
+    pre = [r for r in runs if "pretraining" in r]
+    if pre:
+        lines += ["", "## Pre-training on simulated patterns (\"pretrained\" models): the pre-trained CNN before "
+                  "fine-tuning, and its cost", "",
+                  "| rung | labels | accuracy before fine-tuning | pre-training s (mean, max) | seeds |",
+                  "|---|---|---|---|---|"]
+        for name in rungs:
+            for budget in budgets:
+                sel = [r["pretraining"] for r in pre if r["rung"] == name and r["budget"] == budget]
+                if sel:
+                    secs = [p["seconds"] for p in sel]
+                    lines.append(f"| {name} | {budget} | {_cell([p['accuracy'] for p in sel])} | "
+                                 f"{statistics.fmean(secs):.1f}, {max(secs):.1f} | {len(sel)} |")
     if "auto" in models:
         lines += ["", "## What auto kept (count over seeds) and its training time", "",
                   "| rung | labels | kept | train s (mean, max) |", "|---|---|---|---|"]
@@ -341,6 +375,8 @@ def main(argv=None) -> int:
                         None)
             if same is None:
                 runs.append(same := {**r, "models": {}})
+            if "pretraining" in r:
+                same.setdefault("pretraining", r["pretraining"])
             for m, v in r["models"].items():
                 same["models"].setdefault(m, v)
                 if m not in models:

@@ -570,7 +570,7 @@ def test_init_stores_parameters_only_and_clone_works():
     assert set(params) == {"network", "preprocessing", "dataset", "epochs", "batch_size", "lr", "weight_decay",
                            "patience", "augment", "class_weight", "n_threads", "random_state", "verbose",
                            "symmetries", "calibrate", "cv", "neighbourhood", "orientation", "schedule", "keep",
-                           "semi_supervised"}
+                           "semi_supervised", "init", "device"}
     assert not any(k.endswith("_") and not k.startswith("__") for k in vars(clf))  # nothing learned yet
     assert clf.set_params(network="paper", epochs=7) is clf
     assert clf.network == "paper" and clf.epochs == 7

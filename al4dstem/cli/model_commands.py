@@ -37,6 +37,12 @@ def train(
                                          help="CNNs: also learn from the scan's unlabelled patterns (pseudo-labels "
                                               "that agree under the physics-aware augmentation); about twice as "
                                               "long."),
+    init: Path | None = typer.Option(None, "--init", metavar="MODEL.pt",
+                                     help="CNNs: start from this model file's weights (e.g. from `al4dstem "
+                                          "pretrain`: a CNN pre-trained on simulated patterns) and fine-tune them on "
+                                          "the labels."),
+    device: str = typer.Option("auto", "--device", help="Where the CNNs train: auto (a GPU when torch sees one), "
+                                                        "cpu or cuda."),
     dataset: str | None = typer.Option(None, "--dataset", help="Which dataset, in a file holding several "
                                                                "(HDF5 path, or number / title)."),
     threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: torch's choice)."),
@@ -55,7 +61,8 @@ def train(
     check_at_least(threads, 1, "--threads")
     check_seed(seed)
     # refuse before minutes of training, not after; and never write the model over what it learns from
-    check_outputs(writes={"--out": out_path}, reads={"data file": data, "--labels": labels})
+    check_outputs(writes={"--out": out_path}, reads={"data file": data, "--labels": labels,
+                                                     "--init": init})
     datasets = [open_dataset(d, dataset=dataset, scan_shape=scan_shape) for d in data]
     check_same_detector(datasets, allow_other_calibration)
     found = gather_labels(labels, data, datasets)
@@ -72,7 +79,7 @@ def train(
         raise Al4dstemError(f"{labels}: {e}") from None
     clf = CNNClassifier(network=network, dataset=ds, epochs=epochs, n_threads=threads, random_state=seed,
                         verbose=verbose, neighbourhood=neighbourhood, orientation=orientation,
-                        semi_supervised=semi_supervised)
+                        semi_supervised=semi_supervised, init=init, device=device)
     import warnings
 
     from al4dstem.models.selection import selection_table
@@ -104,6 +111,49 @@ def train(
                   f"{semi['candidates']} unlabelled patterns", highlight=False, soft_wrap=True)
     for message in s.get("warnings", []):
         console.print(f"warning: {message}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def pretrain(
+    data: str = typer.Argument(..., help="4D-STEM data whose lattice and detector the simulated patterns match."),
+    out_path: Path = typer.Option(..., "--out", metavar="MODEL.pt",
+                                  help="Model file to write (for `al4dstem train --init`)."),
+    patterns: int = typer.Option(3072, "--patterns", help="Simulated patterns to pre-train on."),
+    epochs: int = typer.Option(12, "--epochs", help="Passes over the simulated patterns."),
+    network: str = typer.Option("default", "--network", help="The CNN to pre-train: default or paper."),
+    orientation: str = typer.Option("detector", "--orientation", help="detector or canonical (as train will use)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the simulation and the training."),
+    device: str = typer.Option("auto", "--device", help="Where it trains: auto (a GPU when torch sees one), cpu "
+                                                        "or cuda."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Which dataset, in a file holding several "
+                                                               "(HDF5 path, or number / title)."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: chosen for the cores)."),
+    scan_shape: str | None = typer.Option(None, "--scan-shape", metavar="ROWSxCOLS",
+                                          help="Scan shape for frames without one (raw files, stacks)."),
+) -> None:
+    """Pre-train a CNN on simulated patterns matched to DATA's lattice and detector (no labels needed);
+    `al4dstem train --init MODEL.pt` then fine-tunes it on the labels."""
+    from al4dstem.data import open_dataset
+
+    check_at_least(patterns, 1, "--patterns")
+    check_at_least(epochs, 1, "--epochs")
+    check_at_least(threads, 1, "--threads")
+    check_seed(seed)
+    check_outputs(writes={"--out": out_path}, reads={"data file": [data]})
+    ds = open_dataset(data, dataset=dataset, scan_shape=scan_shape)
+    from al4dstem.models.pretrain import pretrain as run_pretraining  # torch: after the cheap checks
+
+    with epochs_bar() as progress:
+        clf = run_pretraining(ds, network=network, n_patterns=patterns, epochs=epochs, random_state=seed,
+                              n_threads=threads, orientation=orientation, progress=progress, device=device)
+    clf.save(out_path)
+    info = clf.summary_["pretraining"]
+    lattice = info["matched_lattice"]
+    matched = (f"lattice at {lattice['rotation']:.1f} degrees" if lattice else
+               "no lattice found in the mean pattern: random rotations")
+    out.print(f"pre-trained the {clf.network_name_} network on {info['simulated_patterns']} simulated "
+              f"{info['simulated_detector'][0]} x {info['simulated_detector'][1]} patterns ({matched}) in "
+              f"{info['seconds']:.1f} s; saved {out_path} (train --init {out_path})", highlight=False, soft_wrap=True)
 
 
 @app.command()

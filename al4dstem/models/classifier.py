@@ -158,6 +158,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     semi_supervised : CNNs also learn from the scan's unlabelled patterns (pseudo-labels that agree
         under the physics-aware augmentation; ``al4dstem.models.semi``). Needs positions. Takes
         about twice as long.
+    init : a model file whose CNN weights training starts from instead of random ones (typically
+        ``al4dstem.models.pretrain``'s, trained on simulated patterns: ``al4dstem pretrain``); the same
+        network with the same input size. Fine-tuning then trains them on the labels as usual.
+        Baselines ignore it.
+    device : where the CNNs train: "cpu", "cuda", "cuda:N" or "auto" (a GPU when torch sees one).
+        Asking for a GPU torch cannot see is an ``Al4dstemError``. Augmentation stays on the CPU; the
+        trained network comes back to the CPU (checkpoints, predict and the baselines are unchanged).
 
     Learned: ``network_`` (eval mode), ``network_name_`` (which network: with "auto", the kept
     one), ``preprocessing_``, ``detector_shape_``, ``classes_`` (always 0, 1, 2), ``history_``
@@ -168,7 +175,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     def __init__(self, network="default", preprocessing=None, dataset=None, epochs=None, batch_size=32,
                  lr=None, weight_decay=2e-3, patience=None, augment=True, class_weight="balanced",
                  n_threads=None, random_state=0, verbose=False, symmetries="lattice", calibrate=True, cv=3,
-                 neighbourhood=None, orientation="detector", schedule="cosine", keep="last", semi_supervised=False):
+                 neighbourhood=None, orientation="detector", schedule="cosine", keep="last", semi_supervised=False,
+                 init=None, device="cpu"):
         self.network = network
         self.preprocessing = preprocessing
         self.dataset = dataset
@@ -190,6 +198,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self.schedule = schedule
         self.keep = keep
         self.semi_supervised = semi_supervised
+        self.init = init
+        self.device = device
 
     # ------------------------------------------------------------------ set-up
     def initialize(self, detector_shape) -> CNNClassifier:
@@ -221,6 +231,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             torch.manual_seed(int(self.random_state or 0))
             self.network_ = build_network(name, prep_size).eval()
         self.network_name_ = name
+        self._load_initial_weights()
         self.classes_ = np.arange(N_CLASSES)
         self.history_ = []
         self.summary_ = {}
@@ -390,6 +401,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         info = {"lattice": lattice_dict(lattice)}
         if self.network_name_ in CNN_NETWORKS:
             info["orientation"] = self._orient_network(lattice)
+            if self.init is not None:
+                info["initial_weights"] = str(self.init)
         group = self._symmetry_group(lattice)
         info["n_symmetries"] = len(group)
         if self.network_name_ in CNN_NETWORKS:
@@ -427,8 +440,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.random_state or 0))
             self.network_ = build_network(self.network_name_, **config).eval()
+        self._load_initial_weights()
         self._fast = None
         return f"canonical (lattice at {grid.rotation:.1f} degrees turned onto the detector axes)"
+
+    def _load_initial_weights(self) -> None:
+        """With ``init``, put that model file's weights into ``network_`` (a CNN, untrained)."""
+        if self.init is None or self.network_name_ not in CNN_NETWORKS:
+            return
+        from al4dstem.models.pretrain import initial_weights
+
+        initial_weights(self.init, self.network_name_, self.network_)
 
     def set_calibration(self, logits: np.ndarray, y: np.ndarray) -> dict:
         """Fit the temperature on held-out ``logits`` (at temperature 1) and classes ``y``; records the
@@ -447,10 +469,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         import torch
 
         lr = LEARNING_RATES[self.network_name_] if self.lr is None else float(self.lr)
+        from al4dstem.engines.device import resolve_device
+
         config = TrainConfig(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size, lr=lr,
                              weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
                              class_weight=self.class_weight, seed=int(self.random_state or 0), symmetries=group,
-                             schedule=self.schedule, keep=self.keep, split=split)
+                             schedule=self.schedule, keep=self.keep, split=split,
+                             device=resolve_device(self.device))
         log = (lambda line: print(line, file=sys.stderr)) if self.verbose else None
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             warnings.simplefilter("ignore", CollapseWarning)  # fit warns once, for whichever model is kept
@@ -523,6 +548,15 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
 
         if self.neighbourhood is not None:
             check_size(self.neighbourhood)
+        from al4dstem.engines.device import resolve_device
+
+        resolve_device(self.device)  # a GPU asked for and not there: said now, not after the baselines
+        if self.init is not None:  # an unreadable or mismatched file: said before any training
+            from al4dstem.models.pretrain import initial_weights
+
+            network = "default" if self.network == "auto" else self.network
+            if network in CNN_NETWORKS:
+                initial_weights(self.init, network)
         for name, value, choices in (("symmetries", self.symmetries, SYMMETRY_CHOICES),
                                      ("orientation", self.orientation, ORIENTATIONS),
                                      ("schedule", self.schedule, SCHEDULES), ("keep", self.keep, KEEPS)):

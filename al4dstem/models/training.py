@@ -4,9 +4,14 @@
 - AdamW (lr 4e-4 for the paper's network, 2e-3 for the default one; weight decay 2e-3,
   betas 0.9/0.999), cross-entropy with class weights
   ("balanced": the rare none class counts as much as the others);
-- ReduceLROnPlateau on the validation loss (factor 0.5, patience 2, min lr 3e-5);
-- the weights with the lowest validation loss are kept; training stops early when the
-  validation loss has not improved for ``patience`` epochs;
+- the learning rate follows a cosine schedule over all epochs down to 3e-5, and the last weights
+  are kept (``schedule="cosine"``, ``keep="last"``: what ``CNNClassifier`` uses). The paper's way,
+  ReduceLROnPlateau on the validation loss (factor 0.5, patience 2) keeping the weights of the lowest
+  validation loss and stopping early after ``patience`` epochs without progress, is
+  ``schedule="plateau"``, ``keep="best"``: with ten validation patterns that loss is too noisy to
+  choose by, and on faint scans it kept weights from the first epochs, which had collapsed;
+- on a GPU (``TrainConfig.device``) the network and batches live there; augmentation stays on the
+  CPU, and the trained network comes back to the CPU;
 - an epoch shows at least ``EPOCH_SAMPLES`` augmented patterns (a few dozen labels are passed
   over several times), so that the scheduler and early stopping see real progress per epoch;
 - epochs scale with the label count as in the paper (halved per tenfold labels), counted in
@@ -95,6 +100,7 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau" (on the validation loss), "cosine" (over max_epochs) or "constant"
     keep: str = "best"  # weights kept: "best" (lowest validation loss) or "last"
     split: tuple | None = None  # (train, val) indices; None: a stratified 80:20 split of the labels
+    device: object = None  # a torch.device to train on (None or cpu: the CPU); the network comes back on the CPU
 
 
 @dataclass
@@ -249,12 +255,17 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     canonical, classify = stages(net)
     with torch.no_grad():
         x_val, y_val = symmetric_views(canonical(finish(xt[val_idx])), yt[val_idx], group)
+    # augmentation runs on the CPU (numpy's generator); batches, validation views and the network on the device
+    device = config.device if config.device is not None and torch.device(config.device).type != "cpu" else None
+    if device is not None:
+        net.to(device)
+        x_val, y_val = x_val.to(device), y_val.to(device)
     # in canonical orientation the symmetries act on the resampled inputs (where the lattice is aligned)
     augmenter = Augmenter(group=group, symmetry=canonical is _identity) if config.augment else None
     after = Augmenter(group=group, mix=0.0, shift=0.0, dose=(1.0, 1.0), resample=0.0) \
         if config.augment and canonical is not _identity else None
     weights = class_weights(y[train_idx], config.class_weight, symmetric=augmenter is not None)
-    loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
+    loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights).to(device or "cpu"))
     val_loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, betas=BETAS, weight_decay=config.weight_decay)
     scheduler = make_scheduler(optimizer, config.schedule, max_epochs)
@@ -265,7 +276,7 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     stopped = "max-epochs"
     for epoch in range(1, max_epochs + 1):
         record = _epoch(net, xt, yt, train_idx, config.batch_size, augmenter, finish, counts, loss_fn, optimizer,
-                        rng, after)
+                        rng, after, device)
         val_loss, val_acc = evaluate(classify, x_val, y_val, val_loss_fn, net)
         if not (math.isfinite(val_loss) and math.isfinite(record["train_loss"])):
             raise Al4dstemError(f"training diverged at epoch {epoch} (the loss is not finite): check the data "
@@ -292,6 +303,9 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     if config.keep == "last":
         best = {"loss": history[-1]["val_loss"], "epoch": len(history), "accuracy": history[-1]["val_accuracy"],
                 "state": copy.deepcopy(net.state_dict())}
+    if device is not None:
+        net.to("cpu")
+        x_val, y_val = x_val.cpu(), y_val.cpu()
     net.load_state_dict(best["state"])
     net.eval()
     notes = []
@@ -359,9 +373,10 @@ def _logits(fn, x: torch.Tensor, batch_size: int = 256, module: nn.Module | None
 
 
 def _epoch(net, xt, yt, train_idx, batch_size, augmenter, finish, counts, loss_fn, optimizer, rng,
-           after=None) -> dict:
+           after=None, device=None) -> dict:
     """One epoch of shuffled, augmented batches; returns the mean training loss. ``after``: the
-    symmetry augmentation, applied in canonical orientation (networks that resample their inputs)."""
+    symmetry augmentation, applied in canonical orientation (networks that resample their inputs).
+    ``device``: where the network is (None: the CPU); batches are augmented on the CPU, then moved."""
     net.train()
     canonical, classify = stages(net)
     total, seen = 0.0, 0
@@ -370,9 +385,16 @@ def _epoch(net, xt, yt, train_idx, batch_size, augmenter, finish, counts, loss_f
         tb = torch.nn.functional.one_hot(yt[train_idx[b]], len(CLASSES)).float()
         if augmenter is not None:
             xb, tb = augmenter(xb, tb, rng, counts=counts)
-        zb = canonical(finish(xb))
+        xb = finish(xb)
+        if device is not None:
+            xb, tb = xb.to(device, non_blocking=True), tb.to(device, non_blocking=True)
+        zb = canonical(xb)
         if after is not None:
-            zb, tb = after(zb, tb, rng, counts=False)
+            if device is not None:  # the symmetries index with CPU tensors
+                zb, tb = after(zb.cpu(), tb.cpu(), rng, counts=False)
+                zb, tb = zb.to(device), tb.to(device)
+            else:
+                zb, tb = after(zb, tb, rng, counts=False)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(classify(zb), tb)
         loss.backward()
