@@ -213,7 +213,9 @@ async function show(position, why) {
   $("pattern-note").textContent = `${image.rows} × ${image.cols}` +
     (r1 - r0 < image.rows ? `, rows ${r0}–${r1 - 1}, cols ${c0}–${c1 - 1}` : "") + ` · ${settings.kind}`;
   document.body.dataset.drawn = String(+(document.body.dataset.drawn || 0) + 1);
-  if (pressedAt !== null && why === "next") {
+  // A redraw of the awaited pattern (the survey or a retrained model arriving meanwhile) also
+  // ends the wait: its newer serial made the "next" call above give up before drawing.
+  if (pressedAt !== null && why !== "browse") {
     const t0 = pressedAt, saved = savedAt, drawn = performance.now();
     pressedAt = null;
     // the frame after this one is the first that can show the new pixels
