@@ -9,7 +9,7 @@ from PIL import Image
 
 from al4dstem.data import Preprocessing
 from al4dstem.engines.local import predict_dataset
-from al4dstem.labels import Label, write_labels
+from al4dstem.labels import Label, read_labels, write_labels
 from al4dstem.maps import auto_scale, evaluate
 from al4dstem.models import CNNClassifier
 
@@ -136,5 +136,15 @@ def test_demo_pipeline_on_a_small_scan(tmp_path):
         assert path.exists(), path
     probs = np.load(r.outputs["probs"])
     assert probs.shape == (12, 24, 3)
-    assert 0.0 <= r.accuracy <= 1.0 and r.patterns_per_second > 0
+    # the reported accuracy is the map's own, on the positions never labelled
+    truth = np.full((12, 24), -1)
+    for row in read_labels(r.truth):
+        truth[row.y, row.x] = row.label
+    unlabelled = np.ones((12, 24), bool)
+    labelled = {(row.x, row.y) for row in read_labels(r.labels)}
+    for x, y in labelled:
+        unlabelled[y, x] = False
+    assert len(labelled) == 24
+    assert r.accuracy == pytest.approx((probs.argmax(-1) == truth)[unlabelled].mean())
+    assert r.patterns_per_second > 0
     assert set(r.seconds) == {"simulate", "label", "train", "predict", "write", "evaluate"}
