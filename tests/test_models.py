@@ -604,7 +604,7 @@ def test_fit_returns_self_and_learns_an_easy_problem(scan, split):
     assert clf.fit(pos, y) is clf
     assert (clf.predict(pos) == y).mean() >= 0.9
     assert (clf.predict(pool) == y_pool).mean() >= 0.9  # and generalises to the rest of the scan
-    assert 0 <= clf.score(pool, y_pool) <= 1
+    assert clf.score(pool, y_pool) == pytest.approx((clf.predict(pool) == y_pool).mean())
 
 
 def test_fit_on_positions_equals_fit_on_patterns(scan, split, trained):
