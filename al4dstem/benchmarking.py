@@ -816,3 +816,482 @@ def beats(results: list[dict], scenario: str, sampler: str, budget: int, baselin
 
 def seconds_text(s: float) -> str:
     return f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
+
+
+# ---------------------------------------------------------------- the two benchmarks
+
+
+def run_table1(out: Path | str = "benchmarks/results/table1", seeds: int = 10, master_seed: int = 2026,
+               jobs: int = 1, samplers=SAMPLERS, budgets=TABLE_BUDGETS, oracle: str = "truth",
+               reference: Path | str | None = None, paper_seeds: int = 3, detector: int = 64,
+               network: str = "default", note: str = "", report_only: bool = False, smoke: bool = False,
+               log=print) -> list[Path]:
+    """The paper's Table 1 with the CNN in the loop (``benchmarks/bench_table1.py``, ``al4dstem
+    benchmark table1``): ``seeds`` paired seeds of the paper-like scan, every sampler at every
+    budget, the paper's network at 50 labels on the first ``paper_seeds`` seeds. ``reference``:
+    the stem of a perfect-oracle run on the same seeds to set beside a fallible oracle's (its
+    jobs read from ``STEM-raw/``, missing ones run there). ``report_only``: no jobs, the report
+    from those finished. ``smoke``: tiny scan, 2 seeds, 2 budgets, 2 epochs. Writes ``out``.md,
+    .json, .png and ``out-raw/``; returns the written paths."""
+    from types import SimpleNamespace
+
+    out = Path(out)
+    reference = Path(reference) if reference is not None else None
+    samplers, budgets = list(samplers), sorted(int(b) for b in budgets)
+    if smoke:
+        seeds, budgets, paper_seeds = 2, [10, 20], 1
+    _check_run(seeds, jobs, budgets, samplers, oracle)
+    args = SimpleNamespace(out=out, seeds=seeds, master_seed=master_seed, jobs=jobs, samplers=samplers,
+                           budgets=budgets, oracle=oracle, reference=reference, paper_seeds=paper_seeds,
+                           detector=detector, network=network, note=note, report_only=report_only, smoke=smoke)
+    seed_list = seeds_from(master_seed, seeds)
+    paper_budget = min(budgets) if smoke else 50
+    specs = [JobSpec("paper", seed, tuple(samplers), tuple(budgets), network, detector, oracle, smoke=smoke,
+                     extra_networks={"paper": {"budgets": [paper_budget], "samplers": ["grid-midpoint", "random"]}}
+                     if i < paper_seeds else {})
+             for i, seed in enumerate(seed_list)]
+    prov = provenance({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, master_seed)
+    start = time.perf_counter()
+    raw_dir = out.parent / f"{out.name}-raw"
+    if report_only:
+        specs = [s for s in specs if _raw_path(raw_dir, s).exists()]
+        if not specs:
+            raise Al4dstemError(f"no finished jobs in {raw_dir}")
+    log(f"{len(specs)} seeds x {len(samplers)} samplers x budgets {budgets}, jobs {jobs}; results in {out}.md")
+    results = [r for r in run_jobs(specs, jobs, raw_dir=raw_dir, log=log) if r["seed"] in seed_list]
+    ref_results = []
+    if reference is not None:
+        ref_raw = reference.parent / f"{reference.name}-raw"
+        ref_specs = [JobSpec("paper", s.seed, s.samplers, s.budgets, s.network, s.detector, "truth", smoke=s.smoke)
+                     for s in specs]  # the seeds run (or, with report_only, finished) here
+        if report_only:
+            ref_specs = [s for s in ref_specs if _raw_path(ref_raw, s).exists()]
+        ref_results = run_jobs(ref_specs, jobs, raw_dir=ref_raw, log=log)
+    return _table1_report(results, args, prov, time.perf_counter() - start, ref_results)
+
+
+def run_curves(out: Path | str = "benchmarks/results/curves", scenarios=None, seeds: int = 3,
+               master_seed: int = 2027, jobs: int = 1, samplers=SAMPLERS, budgets=CURVE_BUDGETS,
+               model_driven_on=None, oracle: str = "truth", detector: int = 64, network: str = "default",
+               note: str = "", report_only: bool = False, smoke: bool = False, log=print) -> list[Path]:
+    """Learning curves with the CNN in the loop (``benchmarks/bench_curves.py``, ``al4dstem
+    benchmark curves``) on ``scenarios`` (default ``CURVE_SCENARIOS``). The samplers that use the
+    CNN while labelling run as separate jobs after each seed's others, only on
+    ``model_driven_on`` (default: every scenario). The report covers every job finished in
+    ``out-raw/`` with this oracle, whichever run added it. Returns the written paths."""
+    from types import SimpleNamespace
+
+    out = Path(out)
+    scenarios = list(scenarios) if scenarios else list(CURVE_SCENARIOS)
+    samplers, budgets = list(samplers), sorted(int(b) for b in budgets)
+    if smoke:
+        seeds, budgets = 2, [10, 20]
+        scenarios = scenarios[:2] if scenarios != list(CURVE_SCENARIOS) else ["paper", "tilted@faint-rotated"]
+    _check_run(seeds, jobs, budgets, samplers, oracle)
+    args = SimpleNamespace(out=out, scenarios=scenarios, seeds=seeds, master_seed=master_seed, jobs=jobs,
+                           samplers=samplers, budgets=budgets, model_driven_on=model_driven_on, oracle=oracle,
+                           detector=detector, network=network, note=note, report_only=report_only, smoke=smoke)
+    driven = [name for name in samplers if uses_model(name)]
+    plain = [name for name in samplers if name not in driven]
+    driven_on = scenarios if model_driven_on is None else list(model_driven_on)
+    specs = []
+    for seed in seeds_from(master_seed, seeds):  # seed by seed: a run stopped early has whole seeds
+        groups = [(s, plain) for s in scenarios] + [(s, driven) for s in scenarios if s in driven_on]
+        specs += [JobSpec(s, seed, tuple(names), tuple(budgets), network, detector, oracle, smoke=smoke)
+                  for s, names in groups if names]
+    prov = provenance({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, master_seed)
+    start = time.perf_counter()
+    raw_dir = out.parent / f"{out.name}-raw"
+    if report_only and not (raw_dir.is_dir() and finished_jobs(raw_dir, oracle, None, scenarios)):
+        raise Al4dstemError(f"no finished jobs in {raw_dir} with oracle {oracle}")
+    log(f"{len(scenarios)} scenarios x {seeds} seeds, samplers {samplers}, budgets {budgets}, jobs {jobs}")
+    if not report_only:
+        run_jobs(specs, jobs, raw_dir=raw_dir, log=log)
+    results = finished_jobs(raw_dir, oracle, None, scenarios)
+    return _curves_report(results, args, prov, time.perf_counter() - start)
+
+
+def _check_run(seeds, jobs, budgets, samplers, oracle) -> None:
+    """One clear error for settings no benchmark can run with (before any job starts)."""
+    if int(seeds) < 1 or int(jobs) < 1:
+        raise Al4dstemError(f"seeds and jobs must be >= 1, got {seeds} and {jobs}")
+    if not budgets or min(budgets) < 5:
+        raise Al4dstemError(f"budgets must be >= 5 labels, got {budgets}")
+    if not samplers:
+        raise Al4dstemError("no sampler named")
+    for name in samplers:
+        uses_model(name)  # an unknown sampler fails here, by name
+    if oracle != "truth":
+        kind, _, rate = oracle.partition(":")
+        try:
+            ok = kind == "human" and 0 <= float(rate) <= 0.5
+        except ValueError:
+            ok = False
+        if not ok:
+            raise Al4dstemError(f"unknown oracle {oracle!r} (truth, or human:RATE with RATE in [0, 0.5])")
+
+
+# ---------------------------------------------------------------- Table 1 report
+
+
+_HUMAN_NOTE = (" (HumanLikeOracle: that share of wrong answers over the whole scan, an error up to 8 times "
+              "likelier at a wall than far from one, decaying over 2 scan pixels, and up to 4 times likelier on the "
+              "faintest ghosts, faintness from the scan's ghost strength; a wrong answer names the class across the "
+              "nearest wall; the test set is scored against the truth)")
+
+
+def _table1_report(results, args, prov, seconds, reference=()) -> list[Path]:
+    budgets = sorted(args.budgets)
+    samplers = list(args.samplers)
+    n = len(results)
+    scan = results[0]
+    kind = "SMOKE: meaningless figures" if args.smoke else "paper-like scan"
+    if args.oracle != "truth":
+        kind += f", oracle {args.oracle}"
+    md = [f"# Table 1 with the CNN in the loop ({kind})\n\n",
+          provenance_markdown(prov), f"\n{args.note}\n" if args.note else "", "\n",
+          f"Scan: {scan['shape'][1]} x {scan['shape'][0]} positions ({scan['scan']}), detector {scan['detector']} x "
+          f"{scan['detector']} (the paper's: 256; reduced to fit a 2-core machine: the default CNN bins to 64 x 64 "
+          f"anyway, the paper's network sees 64 x 64 instead of 256 x 256), classes none / vertical / horizontal "
+          f"{scan['class_counts']}. Test set: {scan['test_size']} positions never labelled. Oracle: {args.oracle}"
+          f"{_HUMAN_NOTE if args.oracle.startswith('human:') else ''}. "
+          f"Model: CNNClassifier(network={args.network!r}), default settings. "
+          f"**{n} paired seeds**; mean +- 95 % CI (Student t); p: two-sided paired Wilcoxon signed-rank test "
+          f"against random at each budget. Wall time {seconds_text(seconds)} for the jobs run now "
+          f"({sum(r['cnn_fits'] for r in results)} CNN fits in all, "
+          f"{sum(r['cnn_fit_seconds'] for r in results) / max(1, sum(r['cnn_fits'] for r in results)):.0f} s each "
+          f"on average).\n\n"]
+    data = {"provenance": prov, "seeds": [r["seed"] for r in results], "tables": {}, "baselines": {}}
+    md.append("## Accuracy (%) on the 1,000 test positions\n\n")
+    table, numbers = sampler_table(results, "paper", budgets, samplers)
+    md.append(table)
+    for name, row in PAPER_TABLE_1.items():
+        cells = [f"{row[b]:.1f}" if b in row else "-" for b in budgets]
+        md.append(f"| paper's CNN, {'binary' if name == 'grid-midpoint' else name} (1 run, their 1,000 test labels) | "
+                  + " | ".join(cells) + " | - |\n")
+    data["tables"]["accuracy"] = numbers
+    md.append("\n" + _grid_vs_random(numbers, budgets) + "\n")
+    for metric, title, scale in (("balanced_accuracy", "Balanced accuracy (%)", 100.0),
+                                 ("none_recall", "Recall of `none` (the walls, %)", 100.0),
+                                 ("none_f1", "F1 of `none` (%)", 100.0),
+                                 ("wall_error", "Wall position error (scan pixels, lower is better)", 1.0)):
+        table, numbers = sampler_table(results, "paper", budgets, samplers, metric=metric, scale=scale)
+        data["tables"][metric] = numbers
+        md.append(f"\n## {title}\n\n{table}")
+    md.append("\n## Baselines on the same labels (accuracy %, and CNN minus baseline)\n\n")
+    md.append("CNN - baseline: mean difference in accuracy points +- 95 % CI, paired Wilcoxon p. Bold: the CNN is "
+              "better beyond the seed spread (CI above 0).\n\n")
+    for sampler in [s for s in ("grid-midpoint", "random") if s in samplers]:
+        md.append(f"\n### Labels from {sampler}\n\n| baseline | " + " | ".join(f"{b} labels" for b in budgets)
+                  + " |\n" + "|---" * (len(budgets) + 1) + "|\n")
+        for base in BASELINES:
+            cells = []
+            for b in budgets:
+                v = collect(results, base).get("paper", {}).get(sampler, {}).get(b, [])
+                m, ci = mean_ci(v)
+                d = beats(results, "paper", sampler, b, base)
+                data["baselines"].setdefault(sampler, {}).setdefault(base, {})[b] = {"mean": m, "ci95": ci, **d}
+                diff = f"{d['diff'] * 100:+.1f} +- {d['ci95'] * 100:.1f}, p {d['p']:.3f}" if len(v) > 1 else "n/a"
+                if len(v) > 1 and d["diff"] - d["ci95"] > 0:
+                    diff = f"**{diff}**"
+                cells.append(f"{fmt(m, ci)} ({diff})")
+            md.append(f"| {base} | " + " | ".join(cells) + " |\n")
+    md.append(_paper_network(results, args))
+    if reference:
+        md.append(_oracle_comparison(results, reference, budgets, samplers, args.oracle, data))
+    md.append("\n## Reading\n\nSee README \"Evidence\"; raw scores of every seed are in the JSON file.\n")
+    fig = _table1_figure(data, budgets, samplers)
+    paths = write_outputs(args.out, "".join(md), data, fig)
+    return paths
+
+
+def _oracle_comparison(results, reference, budgets, samplers, oracle, data) -> str:
+    """The fallible oracle's run beside the perfect oracle's on the seeds both finished, paired."""
+    common = sorted({r["seed"] for r in results} & {r["seed"] for r in reference})
+    if not common:
+        return ""
+    ours = [r for r in results if r["seed"] in common]
+    ref = [r for r in reference if r["seed"] in common]
+    out = [f"\n## Perfect oracle vs {oracle}, the same {len(common)} seeds\n\n"
+           "Wrong labels: the share of the labels a sampler collected that the oracle got wrong (the oracle's rate "
+           "is over the whole scan; a sampler that labels near walls or faint patterns hears more errors). "
+           "Difference: fallible minus perfect, accuracy points, paired per seed, mean +- 95 % CI, Wilcoxon p; "
+           "**bold**: beyond the seed spread.\n\n"
+           "| sampler | labels | wrong labels (%) | accuracy, perfect | accuracy, fallible | difference | "
+           "`none` recall, perfect -> fallible | wall error (px), perfect -> fallible |\n"
+           "|---|---|---|---|---|---|---|---|\n"]
+    table: dict = {}
+    wrong = collect(ours, "entry", "wrong_labels").get("paper", {})
+    n_labels = collect(ours, "entry", "n_labels").get("paper", {})
+    for name in samplers:
+        for b in budgets:
+            row = {}
+            for metric in ("accuracy", "none_recall", "wall_error"):
+                a = collect(ref, "cnn", metric).get("paper", {}).get(name, {}).get(b, [])
+                f = collect(ours, "cnn", metric).get("paper", {}).get(name, {}).get(b, [])
+                if len(a) != len(f) or not len(a):
+                    break
+                d = np.asarray(f, float) - np.asarray(a, float)
+                row[metric] = {"perfect": mean_ci(a), "fallible": mean_ci(f), "diff": mean_ci(d),
+                               "p": wilcoxon_p(f, a), "perfect_values": a, "fallible_values": f}
+            if len(row) < 3:
+                continue
+            w, n = wrong.get(name, {}).get(b, []), n_labels.get(name, {}).get(b, [])
+            share = mean_ci([x / y for x, y in zip(w, n, strict=True) if y]) if len(w) and len(n) == len(w) \
+                else (float("nan"), float("nan"))
+            row["wrong_label_share"] = share
+            table.setdefault(name, {})[b] = row
+            m, ci = row["accuracy"]["diff"]
+            diff = f"{m * 100:+.1f}" + (f" +- {ci * 100:.1f}" if np.isfinite(ci) else "") + \
+                f", p {row['accuracy']['p']:.3f}"
+            diff = f"**{diff}**" if np.isfinite(ci) and abs(m) > ci else diff
+            rec, wall = row["none_recall"], row["wall_error"]
+            out.append(f"| {name} | {b} | {fmt(*share)} | {fmt(*row['accuracy']['perfect'])} | "
+                       f"{fmt(*row['accuracy']['fallible'])} | {diff} | {rec['perfect'][0] * 100:.1f} -> "
+                       f"{rec['fallible'][0] * 100:.1f} (p {rec['p']:.3f}) | {wall['perfect'][0]:.2f} -> "
+                       f"{wall['fallible'][0]:.2f} (p {wall['p']:.3f}) |\n")
+    data["oracle_comparison"] = {"seeds": common, "oracle": oracle, "table": table}
+    return "".join(out)
+
+
+def _grid_vs_random(numbers, budgets) -> str:
+    if "grid-midpoint" not in numbers or "random" not in numbers:
+        return ""
+    parts = []
+    for b in budgets:
+        g, r = numbers["grid-midpoint"][b], numbers["random"][b]
+        diff = [x - y for x, y in zip(g["values"], r["values"], strict=True)]
+        m, ci = mean_ci(diff)
+        verdict = "beats random beyond the seed spread" if m - ci > 0 else \
+            "loses to random beyond the seed spread" if m + ci < 0 else "is within the seed spread of random"
+        parts.append(f"at {b} labels grid-midpoint {verdict} ({m * 100:+.1f} +- {ci * 100:.1f} points, "
+                     f"p = {g['p_vs_random']:.3f})")
+    return "Grid-midpoint vs random, paired differences: " + "; ".join(parts) + ".\n"
+
+
+def _paper_network(results, args) -> str:
+    rows = [r for r in results if r.get("extra_networks", {}).get("paper")]
+    if not rows:
+        return ""
+    out = ["\n## The paper's network (reference)\n\n| labels from | budget | paper's network "
+           "| default CNN (same seeds) | seeds |\n|---|---|---|---|---|\n"]
+    for sampler in ("grid-midpoint", "random"):
+        budgets = sorted({int(b) for r in rows for b in r["extra_networks"]["paper"].get(sampler, {})})
+        for b in budgets:
+            paper = [r["extra_networks"]["paper"][sampler][str(b)]["cnn"]["accuracy"] for r in rows
+                     if (r["extra_networks"]["paper"][sampler][str(b)].get("cnn"))]
+            ours = [r["results"].get(sampler, {}).get(str(b), {}).get("cnn", {}).get("accuracy", float("nan"))
+                    for r in rows]
+            out.append(f"| {sampler} | {b} | {fmt(*mean_ci(paper))} | {fmt(*mean_ci(ours))} | "
+                       f"{len(paper)} |\n")
+    return "".join(out)
+
+
+def _table1_figure(data, budgets, samplers):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, metric, title in zip(axes, ("accuracy", "none_recall", "wall_error"),
+                                 ("accuracy (%)", "recall of none (%)", "wall position error (px)"), strict=True):
+        scale = 1.0 if metric == "wall_error" else 100.0
+        for i, name in enumerate(samplers):
+            row = data["tables"][metric].get(name)
+            if not row:
+                continue
+            x = [b * (1 + 0.03 * (i - 1.5)) for b in budgets]
+            bars = ax.errorbar(x, [row[b]["mean"] * scale for b in budgets],
+                               yerr=[row[b]["ci95"] * scale for b in budgets], marker="o", capsize=3, label=name)
+            perfect = data.get("oracle_comparison", {}).get("table", {}).get(name)
+            if perfect and all(b in perfect for b in budgets):  # the perfect oracle's run, same seeds: dashed
+                ax.plot(x, [perfect[b][metric]["perfect"][0] * scale for b in budgets], ls="--", lw=1,
+                        color=bars[0].get_color(), label=f"{name}, perfect oracle")
+        if metric == "accuracy":
+            for name, row in PAPER_TABLE_1.items():
+                label = "paper binary" if name == "grid-midpoint" else f"paper {name}"
+                ax.plot([b for b in budgets if b in row], [row[b] for b in budgets if b in row],
+                        "k--" if name == "grid-midpoint" else "k:", marker="x", label=label)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.set_xlabel("labels")
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- learning-curve report
+
+
+CURVE_SCENARIOS = ("paper", "tilted", "bullseye", "needles", "stripes", "bullseye@faint-rotated")
+CURVE_METRICS = (("accuracy", "accuracy (%)", 100.0), ("balanced_accuracy", "balanced accuracy (%)", 100.0),
+           ("none_recall", "recall of none (%)", 100.0), ("none_f1", "F1 of none (%)", 100.0),
+           ("wall_error", "wall position error (scan pixels)", 1.0))
+
+
+def _curve_summary(results, scenario, budgets, samplers) -> dict:
+    """AULC per seed, labels to reach random's largest-budget accuracy, the 99 % budget."""
+    acc = collect(results, "cnn", "accuracy").get(scenario, {})
+    top = max(budgets)
+    out = {}
+    target = np.nanmean(acc["random"][top]) if "random" in acc and top in acc["random"] else float("nan")
+    for name in samplers:
+        if name not in acc:
+            continue
+        per_seed = np.array([acc[name][b] for b in budgets], dtype=float)  # (budgets, seeds)
+        aulcs = [aulc(budgets, per_seed[:, i]) for i in range(per_seed.shape[1])]
+        means = np.nanmean(per_seed, axis=1)
+        reach = labels_to_reach(budgets, means, target) if np.isfinite(target) else None
+        own = labels_to_reach(budgets, means, 0.99 * means[-1])
+        out[name] = {"aulc": mean_ci(aulcs), "aulc_values": aulcs, "labels_to_random_top": reach,
+                     "speedup": (top / reach) if reach else None, "budget_99pc_own_top": own,
+                     "mean_curve": means.tolist()}
+    return out
+
+
+def _curves_report(results, args, prov, seconds) -> list[Path]:
+    budgets = sorted(args.budgets)
+    present = {name for r in results for name in r["results"]}
+    samplers = [s for s in (*args.samplers, *SAMPLERS) if s in present]
+    samplers = list(dict.fromkeys(samplers + sorted(present - set(samplers))))
+    top = max(budgets)
+    md = [f"# Learning curves with the CNN in the loop{' (SMOKE: meaningless figures)' if args.smoke else ''}\n\n",
+          provenance_markdown(prov), f"\n{args.note}\n" if args.note else "",
+          f"\nDetector {args.detector} x {args.detector} (reduced from the paper's 256 to fit a 2-core machine). "
+          f"Oracle: {args.oracle}. Model: CNNClassifier(network={args.network!r}), default settings; uncertainty "
+          f"retrains it in the loop at every budget and at {', '.join(str(r) for r in REFITS if r < top)} labels, "
+          f"the hybrid when its wall phase asks. Test set: up to 1,000 positions never labelled. Mean +- 95 % CI over "
+          f"seeds; p: paired Wilcoxon against random (with 5 seeds or fewer no two-sided p can fall below 0.05; "
+          f"the CI of the paired difference is the test used here). `(n=K)`: only K seeds scored (a sampler not "
+          f"run on every seed, or labels it could not train on). "
+          f"Wall time {seconds_text(seconds)} for the jobs run now.\n"]
+    data = {"provenance": prov, "scenarios": {}}
+    md.append(_overview(results, args.scenarios, budgets, samplers, data))
+    for scenario in args.scenarios:
+        rows = [r for r in results if r["scenario"] == scenario]
+        if not rows:
+            continue
+        r0 = rows[0]
+        md.append(f"\n## {scenario}: {r0['shape'][1]} x {r0['shape'][0]} scan, classes {r0['class_counts']}, "
+                  f"**{len(rows)} seeds**\n")
+        entry = {"seeds": [r["seed"] for r in rows], "tables": {}}
+        for metric, title, scale in CURVE_METRICS:
+            table, numbers = sampler_table(results, scenario, budgets, samplers, metric=metric, scale=scale)
+            entry["tables"][metric] = numbers
+            md.append(f"\n### {title}\n\n{table}")
+        summary = _curve_summary(results, scenario, budgets, samplers)
+        entry["summary"] = summary
+        md.append("\n### Area under the accuracy curve, speed-up, 99 % budget\n\n"
+                  "| sampler | AULC (%, log labels, over the budgets it could train at) | "
+                  f"labels to reach random's {top}-label accuracy | speed-up | smallest budget with 99 % of its own "
+                  f"{top}-label accuracy |\n|---|---|---|---|---|\n")
+        for name, s in summary.items():
+            reach = f"{s['labels_to_random_top']:.0f}" if s["labels_to_random_top"] else f"not reached by {top}"
+            speed = f"{s['speedup']:.1f} x" if s["speedup"] else "-"
+            own = f"{s['budget_99pc_own_top']:.0f}" if s["budget_99pc_own_top"] else "-"
+            md.append(f"| {name} | {fmt(*s['aulc'])} | {reach} | {speed} | {own} |\n")
+        md.append(_baseline_matrix(results, scenario, budgets, samplers, entry))
+        data["scenarios"][scenario] = entry
+    fig = _curves_figure(data, budgets, samplers)
+    paths = write_outputs(args.out, "".join(md), data, fig)
+    return paths
+
+
+def _overview(results, scenarios, budgets, samplers, data) -> str:
+    """Grid-midpoint minus random per scenario and budget (paired over seeds), and the budget at
+    which each sampler's mean curve reaches 99 % of its largest-budget accuracy."""
+    top = max(budgets)
+    acc = collect(results, "cnn", "accuracy")
+    out = ["\n## Overview\n\n### Grid-midpoint minus random, accuracy points (paired per seed, mean +- 95 % CI; "
+           "**bold**: beyond the seed spread)\n\n| scenario | seeds | " + " | ".join(f"{b}" for b in budgets)
+           + " |\n" + "|---" * (len(budgets) + 2) + "|\n"]
+    data["grid_minus_random"] = {}
+    for scenario in scenarios:
+        rows = acc.get(scenario, {})
+        if "grid-midpoint" not in rows or "random" not in rows:
+            continue
+        cells, numbers = [], {}
+        for b in budgets:
+            d = np.asarray(rows["grid-midpoint"].get(b, []), float) - np.asarray(rows["random"].get(b, []), float)
+            m, ci = mean_ci(d)
+            k = int(np.isfinite(d).sum())
+            numbers[b] = {"diff": m, "ci95": ci, "n": k, "values": d.tolist()}
+            if not np.isfinite(m):
+                cells.append("n/a")
+                continue
+            text = f"{m * 100:+.1f}" + (f" +- {ci * 100:.1f}" if np.isfinite(ci) else "") + f" (n={k})"
+            cells.append(f"**{text}**" if np.isfinite(ci) and abs(m) > ci else text)
+        data["grid_minus_random"][scenario] = numbers
+        n_seeds = len(next(iter(rows["random"].values())))
+        out.append(f"| {scenario} | {n_seeds} | " + " | ".join(cells) + " |\n")
+    out.append(f"\n### Smallest budget at which the mean curve reaches 99 % of its {top}-label accuracy "
+               f"(labels, linear between budgets)\n\n| scenario | " + " | ".join(samplers) + " |\n"
+               + "|---" * (len(samplers) + 1) + "|\n")
+    data["budget_99pc"] = {}
+    for scenario in scenarios:
+        if scenario not in acc:
+            continue
+        cells = []
+        for name in samplers:
+            curve = acc[scenario].get(name)
+            if not curve:
+                cells.append("-")
+                continue
+            means = np.array([np.nanmean(curve[b]) if np.isfinite(curve[b]).any() else np.nan for b in budgets])
+            own = labels_to_reach(budgets, means, 0.99 * means[-1]) if np.isfinite(means[-1]) else None
+            data["budget_99pc"].setdefault(scenario, {})[name] = own
+            n = min(int(np.isfinite(curve[b]).sum()) for b in (top,))
+            cells.append(f"{own:.0f} (n={n})" if own else "-")
+        out.append(f"| {scenario} | " + " | ".join(cells) + " |\n")
+    return "".join(out)
+
+
+def _baseline_matrix(results, scenario, budgets, samplers, entry) -> str:
+    """Per baseline and budget: CNN - baseline accuracy on grid-midpoint and random labels."""
+    out = ["\n### CNN vs baselines on the same labels (accuracy points, CNN minus baseline, mean over seeds; "
+           "`>` CNN better beyond the 95 % CI, `<` worse, `=` within)\n\n| labels | baseline | "
+           + " | ".join(str(b) for b in budgets) + " |\n" + "|---" * (len(budgets) + 2) + "|\n"]
+    entry["baselines"] = {}
+    for sampler in [s for s in ("grid-midpoint", "random") if s in samplers]:
+        for base in BASELINES:
+            cells = []
+            for b in budgets:
+                d = beats(results, scenario, sampler, b, base)
+                entry["baselines"].setdefault(sampler, {}).setdefault(base, {})[b] = d
+                if not np.isfinite(d["diff"]):
+                    cells.append("n/a")
+                    continue
+                mark = ">" if d["diff"] - (d["ci95"] if np.isfinite(d["ci95"]) else np.inf) > 0 else \
+                    "<" if d["diff"] + (d["ci95"] if np.isfinite(d["ci95"]) else np.inf) < 0 else "="
+                cells.append(f"{mark} {d['diff'] * 100:+.1f}")
+            out.append(f"| {sampler} | {base} | " + " | ".join(cells) + " |\n")
+    return "".join(out)
+
+
+def _curves_figure(data, budgets, samplers):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = list(data["scenarios"])
+    fig, axes = plt.subplots(2, max(1, len(scenarios)), figsize=(3.3 * max(1, len(scenarios)), 6.2), squeeze=False)
+    for j, scenario in enumerate(scenarios):
+        for i, (metric, title) in enumerate((("accuracy", "accuracy (%)"), ("none_recall", "recall of none (%)"))):
+            ax = axes[i, j]
+            for name in samplers:
+                row = data["scenarios"][scenario]["tables"][metric].get(name)
+                if not row:
+                    continue
+                m = np.array([row[b]["mean"] for b in budgets]) * 100
+                ci = np.nan_to_num(np.array([row[b]["ci95"] for b in budgets]) * 100)
+                ax.plot(budgets, m, marker="o", ms=3, label=name)
+                ax.fill_between(budgets, m - ci, m + ci, alpha=0.15)
+            ax.set_xscale("log")
+            ax.set_title(f"{scenario}\n{title}" if i == 0 else title, fontsize=9)
+            ax.set_xlabel("labels")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error
+from cli_helpers import run as cli
 
 from al4dstem import benchmarking as bm
 
@@ -130,3 +132,20 @@ def test_paper_scan_follows_the_real_walls():
         first_horizontal = int(np.flatnonzero(column == 2)[0])
         assert abs(first_none - top[x]) <= 1 and abs(first_horizontal - bottom[x]) <= 1
         assert (column[:first_none] == 1).all()
+
+
+def test_cli_runs_a_benchmark_through_the_library_and_refuses_bad_input(tmp_path):
+    out = tmp_path / "curves"
+    p = cli("benchmark", "curves", "--smoke", "--scenarios", "stripes", "--samplers", "grid-midpoint,random",
+            "--out", out)
+    assert p.returncode == 0, p.stderr
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert set(data["scenarios"]) == {"stripes"} and set(data["scenarios"]["stripes"]["summary"]) == {"grid-midpoint",
+                                                                                                       "random"}
+    assert "written:" in p.stdout
+    assert_one_line_error(cli("benchmark", "tabel1"), "tabel1", "table1, curves")
+    assert_one_line_error(cli("benchmark", "table1", "--oracle", "human:2", "--out", tmp_path / "t"), "oracle")
+    assert_one_line_error(cli("benchmark", "curves", "--samplers", "nope", "--out", tmp_path / "t"), "nope")
+    assert_one_line_error(cli("benchmark", "curves", "--budgets", "5,ten", "--out", tmp_path / "t"), "budgets")
+    assert_one_line_error(cli("benchmark", "table1", "--report-only", "--out", tmp_path / "none"), "no finished jobs")
+    assert not (tmp_path / "t-raw").exists()  # refused before any job ran

@@ -6,6 +6,7 @@ order ``al4dstem --help`` lists them. Every mistake a user can make surfaces as
 """
 
 from al4dstem.cli import (  # noqa: F401  (registers)
+    benchmark_commands,
     data_commands,
     label_commands,
     live_commands,
