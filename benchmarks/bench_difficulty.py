@@ -43,6 +43,9 @@ import time
 from pathlib import Path
 
 MODELS = ("ghost", "ghost 3x3", "ghost 5x5", "softmax", "softmax 3x3", "pca-knn", "default", "auto")
+#: What network="auto" is scored as: "auto" (every candidate), "auto baselines" (without the CNN: cheap, to
+#: compare selection rules on many seeds; ``--tiebreaks``).
+AUTOS = {"auto": None, "auto baselines": tuple(m for m in MODELS[:6])}
 #: CNN variants (not in the default list: each costs a training per run): "default canonical" (canonical
 #: orientation), "default semi" (semi-supervised on the scan's unlabelled patterns), "default 3x3", ...
 VARIANT_WORDS = {"canonical": ("orientation", "canonical"), "semi": ("semi_supervised", True),
@@ -53,6 +56,8 @@ def model_params(name: str) -> dict:
     """CNNClassifier parameters of a model name: "ghost 3x3" -> network ghost, neighbourhood 3;
     "default canonical semi" -> network default, orientation canonical, semi_supervised True; "default pretrained":
     starting from weights pre-trained on simulated patterns matched to the scan (``models.pretrain``)."""
+    if name in AUTOS:
+        return {"network": "auto"}
     network, *words = name.split()
     params = {"network": network}
     for word in words:
@@ -173,13 +178,15 @@ def run_job(job: dict) -> dict:
         out["pretraining"] = {"seconds": pretrain_seconds, **score(pre_probs, sim.truth, positions),
                               "simulated_patterns": pre.summary_["pretraining"]["simulated_patterns"]}
 
-    for name in [m for m in job["models"] if m != "auto"]:
+    for name in [m for m in job["models"] if m not in AUTOS]:
         fit(name)
-    if "auto" in job["models"]:
+    for name in [m for m in job["models"] if m in AUTOS]:
         start = time.perf_counter()
         auto = CNNClassifier(network="auto", dataset=ds, random_state=0, n_threads=1)
         auto.initialize(ds.detector_shape)
-        table, oof, prepared, context = cross_validate(auto, positions, classes, ds.detector_shape)
+        candidates = AUTOS[name]
+        table, oof, prepared, context = cross_validate(auto, positions, classes, ds.detector_shape,
+                                                       candidates=candidates)
         kept, reason = choose(table, prepared, context["candidates"])
         cv_seconds = time.perf_counter() - start
         if kept not in fitted:  # the kept model's own fit is the one auto makes (same seed and labels)
@@ -190,11 +197,11 @@ def run_job(job: dict) -> dict:
         ok = np.isfinite(held).all(axis=1)
         t_auto = fit_temperature(held[ok], classes[ok]) if ok.sum() >= 2 else 1.0
         calibrated = softmax(np.log(np.clip(raw.reshape(-1, 3), 1e-30, None)), t_auto).reshape(raw.shape)
-        out["models"]["auto"] = {**score(calibrated, sim.truth, positions), "kept": kept, "reason": reason,
-                                 "seconds": cv_seconds + seconds, "temperature": t_auto,
-                                 "ece_raw": score(raw, sim.truth, positions)["ece"],
-                                 "cv": {k: {kk: vv for kk, vv in v.items() if kk != "n_scored"}
-                                        for k, v in table.items()}}
+        out["models"][name] = {**score(calibrated, sim.truth, positions), "kept": kept, "reason": reason,
+                               "seconds": cv_seconds + seconds, "temperature": t_auto,
+                               "ece_raw": score(raw, sim.truth, positions)["ece"],
+                               "cv": {k: {kk: vv for kk, vv in v.items() if kk != "n_scored"}
+                                      for k, v in table.items()}}
     return out
 
 
@@ -254,6 +261,7 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
                 raw, cal = _mean_sd([s["ece_raw"] for s in ok])[0], _mean_sd([s["ece"] for s in ok])[0]
                 row.append(f"{raw:.3f} -> {cal:.3f}")
             lines.append(" | ".join(row) + " |")
+    lines += tiebreaks(runs, rungs, budgets)
     pre = [r for r in runs if "pretraining" in r]
     if pre:
         lines += ["", "## Pre-training on simulated patterns (\"pretrained\" models): the pre-trained CNN before "
@@ -311,6 +319,52 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
             lines.append(f"- training auto on 50 labels, {v['rung']}: mean {v['mean']:.1f} s, max {v['max']:.1f} s "
                          f"(one thread each, two runs at a time on a shared 2-core machine)")
     return "\n".join(lines) + "\n", verdict
+
+
+def unpooled_first(table: dict, candidates) -> str | None:
+    """What auto kept before PREFERENCE: the highest accuracy, then balanced accuracy, then the earlier
+    candidate (unpooled first)."""
+    import math
+
+    scored = [n for n in candidates if n in table and not math.isnan(table[n]["cv_accuracy"])]
+    if not scored:
+        return None
+    return max(scored, key=lambda n: (table[n]["cv_accuracy"], table[n]["cv_balanced_accuracy"],
+                                      -candidates.index(n)))
+
+
+def tiebreaks(runs: list[dict], rungs, budgets) -> list[str]:
+    """Accuracy of what each auto would keep from its stored cross-validation under the tie-break before
+    (unpooled first) and now (``selection.choose``), next to the best baseline: the selection rule's
+    evidence, from the same runs."""
+    from al4dstem.models.selection import POOLED_CANDIDATES, choose
+
+    lines = []
+    for auto in AUTOS:
+        rows = []
+        for name in rungs:
+            for budget in budgets:
+                sel = [r for r in runs if r["rung"] == name and r["budget"] == budget and "cv" in
+                       r["models"].get(auto, {})]
+                if not sel:
+                    continue
+                before, now = [], []
+                for r in sel:
+                    table = r["models"][auto]["cv"]
+                    for rule, acc in ((unpooled_first(table, POOLED_CANDIDATES), before),
+                                      (choose(table, {}, POOLED_CANDIDATES)[0], now)):
+                        acc.append(r["models"][rule]["accuracy"] if rule in r["models"] else float("nan"))
+                baselines = [m for m in MODELS[:6] if all(m in r["models"] and "accuracy" in r["models"][m]
+                                                          for r in sel)]
+                best = max(baselines, key=lambda m: _mean_sd([r["models"][m]["accuracy"] for r in sel])[0])
+                rows.append(f"| {name} | {budget} | {_cell(before)} | {_cell(now)} | {best} "
+                            f"{_cell([r['models'][best]['accuracy'] for r in sel])} | {len(sel)} |")
+        if rows:
+            lines += ["", f"## Tie-breaks of `{auto}`: what its cross-validation keeps on a tie, unpooled first "
+                      "(before) or `selection.PREFERENCE` (now), accuracy mean ± sd", "",
+                      "| rung | labels | unpooled first | now | best baseline | seeds |", "|---|---|---|---|---|---|"]
+            lines += rows
+    return lines
 
 
 def main(argv=None) -> int:

@@ -101,6 +101,7 @@ def test_pretrain_and_train_init_from_the_command_line(scan):
     p = run("train", d / "scan.npy", "--labels", d / "labels.csv", "--out", d / "tuned.pt", "--network", "default",
             "--epochs", "2", "--init", d / "pre.pt", "--device", "cpu")
     assert p.returncode == 0, p.stderr
+    assert f"fine-tuned from the weights of {d / 'pre.pt'}" in p.stdout
     model = CNNClassifier.load(d / "tuned.pt", dataset=d / "scan.npy")
     assert model.summary_["initial_weights"] == str(d / "pre.pt")
     p = run("train", d / "scan.npy", "--labels", d / "labels.csv", "--out", d / "x.pt", "--init", d / "nothing.pt")
@@ -129,3 +130,24 @@ def test_training_on_the_cpu_device_is_the_same_as_before(scan):
     for k, v in a.network_.state_dict().items():
         assert torch.equal(v, b.network_.state_dict()[k]), k
     assert next(a.network_.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("orientation", ["detector", "canonical"])
+def test_the_device_path_of_training_gives_the_same_network(scan, orientation):
+    """The code that moves the network and batches to a GPU, run with the CPU as the device: the same
+    weights as without it (what a CPU-only machine can check of the GPU path)."""
+    _, sim = scan
+    positions = np.array([(x, y) for y in range(0, 10, 2) for x in range(0, 12, 2)])
+    y = sim.truth[positions[:, 1], positions[:, 0]]
+    from al4dstem.models import classifier
+
+    a = CNNClassifier(dataset=sim.data, epochs=2, n_threads=1, orientation=orientation).fit(positions, y)
+    real = classifier._gpu_or_none
+    classifier._gpu_or_none = lambda device: device  # the CPU taken as a device to move to
+    try:
+        b = CNNClassifier(dataset=sim.data, epochs=2, n_threads=1, orientation=orientation).fit(positions, y)
+    finally:
+        classifier._gpu_or_none = real
+    assert b._canonical_active() == (orientation == "canonical")
+    for k, v in a.network_.state_dict().items():
+        assert torch.equal(v, b.network_.state_dict()[k]), k

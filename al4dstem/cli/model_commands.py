@@ -104,6 +104,8 @@ def train(
         detail = "fitted by scikit-learn"
     out.print(f"trained the {kept} network on {s['n_labels']} labels ({counts}): {detail}; {s['seconds']:.1f} s; "
               f"saved {out_path}", highlight=False, soft_wrap=True)
+    if s.get("initial_weights"):
+        out.print(f"fine-tuned from the weights of {s['initial_weights']}", highlight=False, soft_wrap=True)
     semi = s.get("semi_supervised")
     if semi:
         pseudo = ", ".join(f"{name} {n}" for name, n in semi["pseudo_labels"].items())

@@ -475,7 +475,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
                              weight_decay=self.weight_decay, patience=self.patience, augment=self.augment,
                              class_weight=self.class_weight, seed=int(self.random_state or 0), symmetries=group,
                              schedule=self.schedule, keep=self.keep, split=split,
-                             device=resolve_device(self.device))
+                             device=_gpu_or_none(resolve_device(self.device)))
         log = (lambda line: print(line, file=sys.stderr)) if self.verbose else None
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             warnings.simplefilter("ignore", CollapseWarning)  # fit warns once, for whichever model is kept
@@ -682,6 +682,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         model.versions_ = dict(payload.get("versions", {}))
         model._fast = None
         return model
+
+
+def _gpu_or_none(device):
+    """``device`` when it is a GPU, else None (training on the CPU moves nothing)."""
+    return device if device.type != "cpu" else None
 
 
 def _nonfinite_error(bad_pos: list, bad_idx: list) -> Al4dstemError:

@@ -100,7 +100,7 @@ class TrainConfig:
     schedule: str = "plateau"  # "plateau" (on the validation loss), "cosine" (over max_epochs) or "constant"
     keep: str = "best"  # weights kept: "best" (lowest validation loss) or "last"
     split: tuple | None = None  # (train, val) indices; None: a stratified 80:20 split of the labels
-    device: object = None  # a torch.device to train on (None or cpu: the CPU); the network comes back on the CPU
+    device: object = None  # a torch.device to train on (None: the CPU, nothing moved); the network returns to the CPU
 
 
 @dataclass
@@ -256,7 +256,7 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     with torch.no_grad():
         x_val, y_val = symmetric_views(canonical(finish(xt[val_idx])), yt[val_idx], group)
     # augmentation runs on the CPU (numpy's generator); batches, validation views and the network on the device
-    device = config.device if config.device is not None and torch.device(config.device).type != "cpu" else None
+    device = torch.device(config.device) if config.device is not None else None
     if device is not None:
         net.to(device)
         x_val, y_val = x_val.to(device), y_val.to(device)
