@@ -48,12 +48,12 @@ def test_trained_network_is_a_pattern_model_and_a_fitted_classifier_adapts(train
 
 def test_classify_owns_the_nan_rule_and_the_chunking(trained):
     _, net = trained
-    raw = patterns(70)  # more than one network chunk
+    raw = patterns(150)  # more than one network chunk
     raw[3, 0, 0] = np.nan
-    raw[65, 5, 5] = -np.inf
+    raw[140, 5, 5] = -np.inf
     probs, ok = net.classify(raw)
-    assert probs.dtype == np.float32 and probs.shape == (70, 3)
-    assert list(np.flatnonzero(~ok)) == [3, 65]
+    assert probs.dtype == np.float32 and probs.shape == (150, 3)
+    assert list(np.flatnonzero(~ok)) == [3, 140]
     assert np.isnan(probs[~ok]).all() and np.allclose(probs[ok].sum(1), 1, atol=1e-5)
     single, ok1 = net.classify(raw[0])
     np.testing.assert_allclose(single[0], probs[0], atol=1e-6)
@@ -141,14 +141,37 @@ def test_memory_mapped_files_are_read_with_pread_at_the_right_offsets(trained, t
     frames = patterns(40, np.uint16, seed=3)
     np.save(tmp_path / "stack.npy", frames)  # 40 frames, the scan takes the first 35 as 5 x 7
     ds = open_dataset(tmp_path / "stack.npy", scan_shape="5x7")
-    with _FileReader(ds.array, buffers=2) as read:
-        batches = [read(b.patterns) for b in ds.iter_batches(14)]
-        assert not any(isinstance(b, np.memmap) for b in batches)  # copies read from the file, not the map
-        whole = read(ds.array[1:3].reshape(-1, DET, DET))
+    with _FileReader(ds.array, buffers=2) as reader:
+        batches = []
+        for b in ds.iter_batches(14):
+            got = reader.read(b.patterns)
+            assert not isinstance(got, np.memmap)  # read from the file into a buffer, not the map
+            batches.append(got.copy())
+            reader.release(batches[-1])  # a copy: not lent, nothing happens
+            reader.release(got)
+        lent = [reader.read(ds.array[r].reshape(-1, DET, DET)) for r in (1, 4)]  # both buffers lent
+        np.testing.assert_array_equal(lent[0], frames[7:14])
+        np.testing.assert_array_equal(lent[1], frames[28:35])
+        reader.release(lent[0])
+        whole = reader.read(ds.array[1:3].reshape(-1, DET, DET))  # reuses the buffer given back
+    np.testing.assert_array_equal(np.concatenate(batches), frames[:35])
     np.testing.assert_array_equal(whole, frames[7:21])
-    np.testing.assert_array_equal(batches[-1], frames[28:35])
+    np.testing.assert_array_equal(lent[1], frames[28:35])  # still lent: not overwritten
     probs, valid = predict_dataset(net, ds, batch_size=6)
     expected, _ = net.classify(frames[:35])
     np.testing.assert_allclose(probs.reshape(-1, 3), expected, atol=1e-6)
-    with _FileReader(frames) as read:  # an array in memory passes through
-        assert read(frames[:3]) is not None and read(frames[:3]).base is frames
+    with _FileReader(frames) as reader:  # an array in memory passes through
+        assert reader.read(frames[:3]).base is frames
+
+
+def test_a_reader_waiting_for_a_buffer_gives_up_when_stopped(tmp_path):
+    from al4dstem.engines.local import _FileReader
+
+    frames = patterns(8, np.uint16)
+    np.save(tmp_path / "f.npy", frames.reshape(2, 4, DET, DET))
+    data = np.load(tmp_path / "f.npy", mmap_mode="r")
+    with _FileReader(data, buffers=1) as reader:
+        reader.read(data[0])  # the only buffer, never given back
+        threading.Timer(0.2, reader.stop).start()
+        with pytest.raises(Al4dstemError, match="stopped"):
+            reader.read(data[1])
