@@ -1114,6 +1114,7 @@ def _table1_figure(data, budgets, samplers):
                 ax.plot([b for b in budgets if b in row], [row[b] for b in budgets if b in row],
                         "k--" if name == "grid-midpoint" else "k:", marker="x", label=label)
         ax.set_xscale("log")
+        ax.minorticks_off()  # only the budgets are ticked
         ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.set_xlabel("labels")
         ax.set_title(title)
@@ -1290,6 +1291,8 @@ def _curves_figure(data, budgets, samplers):
                 ax.plot(budgets, m, marker="o", ms=3, label=name)
                 ax.fill_between(budgets, m - ci, m + ci, alpha=0.15)
             ax.set_xscale("log")
+            ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=7)
+            ax.minorticks_off()
             ax.set_title(f"{scenario}\n{title}" if i == 0 else title, fontsize=9)
             ax.set_xlabel("labels")
     axes[0, 0].legend(fontsize=7)
