@@ -142,3 +142,90 @@ def test_read_failures_become_one_line_errors():
     with pytest.raises(Al4dstemError, match=r"^broken.h5:data: cannot read scan rows 0..1 \(Can't read data") as e:
         next(ds.iter_batches())
     assert "\n" not in str(e.value)
+
+
+class ChunkCounter:
+    """An h5py dataset that counts the storage chunks each read touches (a chunk read twice counts twice)."""
+
+    def __init__(self, dset):
+        self.dset, self.shape, self.dtype, self.chunks = dset, dset.shape, dset.dtype, dset.chunks
+        self.reads = 0
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        spans = []
+        for axis, k in enumerate(key[:2]):
+            if isinstance(k, slice):
+                lo, hi, _ = k.indices(self.shape[axis])
+            else:
+                lo, hi = int(k), int(k) + 1
+            spans.append(len(range(lo // self.chunks[axis], -(-hi // self.chunks[axis]))))
+        whole_rows = -(-self.shape[1] // self.chunks[1])
+        self.reads += spans[0] * (spans[1] if len(spans) > 1 else whole_rows)
+        return self.dset[key]
+
+
+@pytest.mark.parametrize("chunks", [(2, 3), (3, 7), (1, 7), (4, 2), (5, 7)])
+@pytest.mark.parametrize("batch", [1, 5, 12, 40])
+def test_storage_order_reads_every_hdf5_chunk_once_and_places_every_pattern(tmp_path, chunks, batch):
+    arr = numbered(5, 7, det=(4, 4), dtype=np.uint16)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.create_dataset("scan", data=arr, chunks=(*chunks, 4, 4))
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        counted = ChunkCounter(f["scan"])
+        ds = Dataset(counted)
+        assert ds.scan_chunks() == chunks
+        n_chunks = -(-5 // chunks[0]) * -(-7 // chunks[1])
+        placed = np.full(35, -1.0)
+        for b in ds.iter_batches(batch, order="storage"):
+            assert len(b.positions) <= max(batch, chunks[0] * chunks[1])  # a chunk larger than a batch is one batch
+            assert placed[b.index].max() == -1  # never a position twice
+            placed[b.index] = b.patterns[:, 0, 0]
+            np.testing.assert_array_equal(b.positions[:, 1] * 7 + b.positions[:, 0], np.arange(35)[b.index])
+        np.testing.assert_array_equal(placed, np.arange(35))  # the value of a pattern is its flat index
+        assert counted.reads == n_chunks  # whole chunks, each read once
+        counted.reads = 0
+        image = ds.virtual_image()  # a scan-wide pass streams in storage order too
+        assert counted.reads == n_chunks + 9  # + the 9 single patterns that find the beam
+        np.testing.assert_allclose(image, Dataset(arr).virtual_image())
+
+
+def test_scan_order_rereads_chunks_that_storage_order_reads_once(tmp_path):
+    arr = numbered(6, 8, det=(4, 4), dtype=np.uint16)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.create_dataset("scan", data=arr, chunks=(3, 4, 4, 4))
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        counted = ChunkCounter(f["scan"])
+        list(Dataset(counted).iter_batches(4))  # scan order: pieces of rows, each chunk read 3 times
+        assert counted.reads == 12
+        counted.reads = 0
+        list(Dataset(counted).iter_batches(4, order="storage"))
+        assert counted.reads == 4
+
+
+def test_storage_order_of_unchunked_data_is_scan_order(tmp_path):
+    arr = numbered(4, 6, det=(4, 4), dtype=np.uint16)
+    np.save(tmp_path / "s.npy", arr)
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f.create_dataset("scan", data=arr)  # contiguous
+    for path in (tmp_path / "s.npy", tmp_path / "s.h5"):
+        ds = open_dataset(path)
+        assert ds.scan_chunks() is None
+        runs = [(b.start, b.stop) for b in ds.iter_batches(5, order="storage")]
+        assert runs == [(b.start, b.stop) for b in ds.iter_batches(5)]  # sequential: a memory map is read in order
+    with pytest.raises(ValueError, match="order"):
+        next(ds.iter_batches(5, order="random"))
+
+
+def test_dask_chunks_are_storage_chunks():
+    da = pytest.importorskip("dask.array")
+    from al4dstem.data.arrays import LazyFrames
+
+    arr = numbered(5, 7, det=(4, 4), dtype=np.uint16)
+    ds = Dataset(LazyFrames(da.from_array(arr, chunks=(2, 3, 4, 4))))
+    assert ds.scan_chunks() == (2, 3)
+    placed = np.full(35, -1.0)
+    for b in ds.iter_batches(6, order="storage"):
+        placed[b.index] = b.patterns[:, 0, 0]
+    np.testing.assert_array_equal(placed, np.arange(35))
+    assert Dataset(LazyFrames(da.from_array(arr, chunks=((2, 3), 7, 4, 4)))).scan_chunks() is None  # irregular

@@ -175,3 +175,22 @@ def test_a_reader_waiting_for_a_buffer_gives_up_when_stopped(tmp_path):
         threading.Timer(0.2, reader.stop).start()
         with pytest.raises(Al4dstemError, match="stopped"):
             reader.read(data[1])
+
+
+def test_a_chunked_hdf5_scan_maps_chunk_by_chunk_to_the_same_map(trained, tmp_path):
+    import h5py
+
+    from al4dstem.data import open_dataset
+
+    _, net = trained
+    frames = patterns(5 * 7, np.uint16, seed=4).reshape(5, 7, DET, DET)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.create_dataset("scan", data=frames, chunks=(2, 3, DET, DET), compression="gzip")
+    ds = open_dataset(tmp_path / "c.h5")
+    assert ds.scan_chunks() == (2, 3)
+    seen = []
+    probs, valid = predict_dataset(net, ds, batch_size=4, progress=lambda done, total: seen.append(done))
+    expected, _ = net.classify(frames.reshape(-1, DET, DET))
+    np.testing.assert_allclose(probs.reshape(-1, 3), expected, atol=1e-6)
+    assert valid.all() and seen[-1] == 35 and seen == sorted(seen)
+    assert len(seen) == 9  # one batch per chunk (3 x 3 chunks; 6 patterns > 4: a chunk is never split)

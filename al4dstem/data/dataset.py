@@ -28,13 +28,27 @@ MAX_PATTERN_PIXELS = 1 << 26  # 8192 x 8192
 
 @dataclass
 class Batch:
-    """A run of patterns in scan order: flat positions ``start:stop`` (index = row * cols + col),
-    whole scan rows or a piece of one row (a row wider than the batch is read in pieces)."""
+    """Patterns read together, with where they are in the scan.
 
-    start: int
-    stop: int
+    In scan order (``iter_batches``' default) a batch is a run: flat positions ``start:stop``
+    (index = row * cols + col), whole scan rows or a piece of one row. In storage order it may
+    be a rectangle of the scan (whole chunks of a chunked file): ``start`` and ``stop`` are then
+    None and ``index`` alone says where its patterns go.
+    """
+
+    start: int | None
+    stop: int | None
     positions: np.ndarray  # (n, 2) int64, (x, y)
     patterns: np.ndarray  # (n, det_rows, det_cols), the file's dtype
+
+    @property
+    def index(self) -> slice | np.ndarray:
+        """Flat scan indices of the patterns: ``out.reshape(-1)[batch.index] = ...`` places results."""
+        if self.start is not None:
+            return slice(self.start, self.stop)
+        return self.flat
+
+    flat: np.ndarray | None = None  # flat scan indices of a rectangle (storage order); None for a run
 
 
 @dataclass
@@ -154,14 +168,28 @@ class Dataset:
             out[i] = self._read((int(y), int(x)), f"position x={x}, y={y}")
         return out
 
-    def iter_batches(self, batch_size: int = 256) -> Iterator[Batch]:
-        """Stream the scan in order, at most ``batch_size`` patterns per batch.
+    def iter_batches(self, batch_size: int = 256, order: str = "scan") -> Iterator[Batch]:
+        """Stream the scan, at most ``batch_size`` patterns per batch (see ``order``).
 
-        Whole scan rows are read together when they fit (one contiguous read); a row wider than
-        ``batch_size`` is read in pieces, so memory never grows with the scan's size or width.
+        ``order="scan"``: in scan order. Whole scan rows are read together when they fit (one
+        contiguous read); a row wider than ``batch_size`` is read in pieces, so memory never
+        grows with the scan's size or width.
+
+        ``order="storage"``: in the file's own order, for passes that place results by
+        ``Batch.index``. A chunked file (HDF5, a lazy Dask array) is read in whole chunks, chunk
+        after chunk as they are laid out (row-major over the chunk grid), never a chunk twice: a
+        batch is one or more whole chunks (a single chunk larger than ``batch_size`` is one
+        batch). Anything else (memory-mapped raw files, contiguous HDF5) is stored in scan order
+        and streams as ``order="scan"``, a sequential read.
         """
+        if order not in ("scan", "storage"):
+            raise ValueError(f"order must be 'scan' or 'storage', got {order!r}")
         rows, cols = self.scan_shape
         batch_size = max(1, int(batch_size))
+        chunks = self.scan_chunks() if order == "storage" else None
+        if chunks is not None:
+            yield from self._iter_chunks(batch_size, *chunks)
+            return
         if cols <= batch_size:
             step = batch_size // cols
             for r0 in range(0, rows, step):
@@ -174,6 +202,49 @@ class Dataset:
                 c1 = min(cols, c0 + batch_size)
                 block = np.asarray(self._read((r, slice(c0, c1)), f"scan row {r}, columns {c0}..{c1 - 1}"))
                 yield self._batch(r * cols + c0, r * cols + c1, block)
+
+    def scan_chunks(self) -> tuple[int, int] | None:
+        """``(rows, cols)`` of scan positions per storage chunk of a chunked array, else None.
+
+        An h5py dataset's ``chunks``, or a Dask array's (``LazyFrames``) when its chunks are
+        regular; None for contiguous storage (memory maps, contiguous HDF5, arrays).
+        """
+        chunks = getattr(self.array, "chunks", None)
+        darray = getattr(self.array, "darray", None)
+        if chunks is None and darray is not None:
+            sizes = darray.chunks  # Dask: the sizes along each axis; regular when all but the last are equal
+            if all(len(set(axis[:-1])) <= 1 and (len(axis) < 2 or axis[-1] <= axis[0]) for axis in sizes[:2]):
+                chunks = tuple(axis[0] for axis in sizes)
+        if not isinstance(chunks, tuple) or len(chunks) != 4:
+            return None
+        rows, cols = self.scan_shape
+        cr, cc = max(1, min(int(chunks[0]), rows)), max(1, min(int(chunks[1]), cols))
+        return None if (cr, cc) == (1, 1) else (cr, cc)  # one pattern per chunk: any order reads each once
+
+    def _iter_chunks(self, batch_size: int, cr: int, cc: int) -> Iterator[Batch]:
+        """Whole chunks of ``cr x cc`` positions, in storage order (bands of chunk rows, left to right)."""
+        rows, cols = self.scan_shape
+        if cc >= cols:  # chunks span whole rows: runs of whole bands of chunk rows
+            step = cr * max(1, batch_size // (cr * cols))
+            for r0 in range(0, rows, step):
+                r1 = min(rows, r0 + step)
+                block = np.asarray(self._read(slice(r0, r1), f"scan rows {r0}..{r1 - 1}"))
+                yield self._batch(r0 * cols, r1 * cols, block)
+            return
+        for r0 in range(0, rows, cr):
+            r1 = min(rows, r0 + cr)
+            width = cc * max(1, batch_size // ((r1 - r0) * cc))  # whole chunks per batch, at least one
+            for c0 in range(0, cols, width):
+                c1 = min(cols, c0 + width)
+                if c0 == 0 and c1 == cols:
+                    block = np.asarray(self._read(slice(r0, r1), f"scan rows {r0}..{r1 - 1}"))
+                    yield self._batch(r0 * cols, r1 * cols, block)
+                    continue
+                block = np.asarray(self._read((slice(r0, r1), slice(c0, c1)),
+                                              f"scan rows {r0}..{r1 - 1}, columns {c0}..{c1 - 1}"))
+                yy, xx = np.mgrid[r0:r1, c0:c1]
+                pos = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.int64)
+                yield Batch(None, None, pos, block.reshape(-1, *self.detector_shape), flat=(yy * cols + xx).ravel())
 
     def _batch(self, start: int, stop: int, block: np.ndarray) -> Batch:
         cols = self.scan_shape[1]
@@ -202,7 +273,7 @@ class Dataset:
         if self.dtype.kind in "uib":
             return np.zeros((0, 2), dtype=np.int64)
         found = [b.positions[_nonfinite_rows(b.patterns)] for b in self._stream(batch_size, progress)]
-        return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+        return _scan_order(found)
 
     def virtual_image(self, kind: str = "bright-field", radius: float | None = None,
                       batch_size: int = 512) -> np.ndarray:
@@ -226,11 +297,10 @@ class Dataset:
         bad = []
         check = self.dtype.kind == "f"
         for b in self._stream(batch_size, progress):
-            image.reshape(-1)[b.start:b.stop] = _masked_sums(b.patterns, mask)
+            image.reshape(-1)[b.index] = _masked_sums(b.patterns, mask)
             if check:
                 bad.append(b.positions[_nonfinite_rows(b.patterns)])
-        nonfinite = np.concatenate(bad) if bad else np.zeros((0, 2), dtype=np.int64)
-        return Survey(image, nonfinite)
+        return Survey(image, _scan_order(bad))
 
     def detector_mask(self, kind: str = "bright-field", radius: float | None = None) -> np.ndarray:
         """Boolean ``(det_rows, det_cols)`` virtual detector centred on the direct beam."""
@@ -260,12 +330,21 @@ class Dataset:
         return int(cy), int(cx)
 
     def _stream(self, batch_size: int, progress: Progress | None) -> Iterator[Batch]:
+        """``iter_batches`` in storage order (each chunk of a chunked file read once), counting progress."""
         done = 0
-        for b in self.iter_batches(batch_size):
+        for b in self.iter_batches(batch_size, order="storage"):
             yield b
             done += len(b.positions)
             if progress is not None:
                 progress(done, self.n_positions)
+
+
+def _scan_order(found: list[np.ndarray]) -> np.ndarray:
+    """``(k, 2)`` positions ``(x, y)`` from several batches, sorted into scan order (row, then column)."""
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    pos = np.concatenate(found)
+    return pos[np.lexsort((pos[:, 0], pos[:, 1]))]
 
 
 def _nonfinite_rows(patterns: np.ndarray) -> np.ndarray:

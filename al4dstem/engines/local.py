@@ -108,12 +108,14 @@ def predict_dataset(model, dataset, batch_size: int = DEFAULT_BATCH_SIZE, progre
     torch.set_num_threads(torch_threads)
     try:
         with torch.inference_mode():
-            for i0, i1, x, ok in _prefetch(_preprocessed(dataset, preprocessing, int(batch_size), spent), spent):
+            done = 0
+            for index, x, ok in _prefetch(_preprocessed(dataset, preprocessing, int(batch_size), spent), spent):
                 t = time.perf_counter()
-                probs[i0:i1], valid[i0:i1] = model.classify_preprocessed(x, ok)
+                probs[index], valid[index] = model.classify_preprocessed(x, ok)
                 spent["network"] += time.perf_counter() - t
+                done += len(x)
                 if progress:
-                    progress(i1, n)
+                    progress(done, n)
     finally:
         torch.set_num_threads(old_threads)
     if timings is not None:
@@ -123,17 +125,18 @@ def predict_dataset(model, dataset, batch_size: int = DEFAULT_BATCH_SIZE, progre
 
 
 def _preprocessed(dataset: Dataset, preprocessing, batch_size: int, spent: dict) -> Iterator:
-    """``(first, stop, model input, finite mask)`` per batch of at most ``batch_size`` patterns.
+    """``(flat scan index, model input, finite mask)`` per batch of at most ``batch_size`` patterns.
 
-    ``first:stop`` index the scan's positions in scan order (``Dataset.iter_batches``: whole rows
-    when they fit, pieces of a row wider than ``batch_size``, so memory does not grow with the scan).
+    Batches come in the file's storage order (``Dataset.iter_batches(order="storage")``: a memory
+    map sequentially, whole rows when they fit and pieces of a row wider than ``batch_size``; a
+    chunked file whole chunks at a time, each read once), so memory does not grow with the scan.
     """
     release_pages = _page_releaser(dataset.array)
     reader = _FileReader(dataset.array)
     with reader:
         # reading runs on its own thread, READ_AHEAD batches ahead: the disk works while the CPUs do
-        raws = prefetch(((batch, reader.read(batch.patterns)) for batch in dataset.iter_batches(batch_size)),
-                        READ_AHEAD)
+        batches = dataset.iter_batches(batch_size, order="storage")
+        raws = prefetch(((batch, reader.read(batch.patterns)) for batch in batches), READ_AHEAD)
         try:
             t = time.perf_counter()
             for batch, raw in raws:
@@ -142,7 +145,7 @@ def _preprocessed(dataset: Dataset, preprocessing, batch_size: int, spent: dict)
                 release_pages(raw)
                 reader.release(raw)
                 spent["read_preprocess"] += time.perf_counter() - t
-                yield batch.start, batch.stop, x, ok
+                yield batch.index, x, ok
                 t = time.perf_counter()
         finally:
             reader.stop()  # wakes a reading thread waiting for a free buffer
