@@ -1206,8 +1206,8 @@ def _overview(results, scenarios, budgets, samplers, data) -> str:
     top = max(budgets)
     acc = collect(results, "cnn", "accuracy")
     out = ["\n## Overview\n\n### Grid-midpoint minus random, accuracy points (paired per seed, mean +- 95 % CI; "
-           "**bold**: beyond the seed spread)\n\n| scenario | seeds | " + " | ".join(f"{b}" for b in budgets)
-           + " |\n" + "|---" * (len(budgets) + 2) + "|\n"]
+           "**bold**: beyond the seed spread, 3 seeds or more)\n\n| scenario | seeds | "
+           + " | ".join(f"{b}" for b in budgets) + " |\n" + "|---" * (len(budgets) + 2) + "|\n"]
     data["grid_minus_random"] = {}
     for scenario in scenarios:
         rows = acc.get(scenario, {})
@@ -1223,7 +1223,7 @@ def _overview(results, scenarios, budgets, samplers, data) -> str:
                 cells.append("n/a")
                 continue
             text = f"{m * 100:+.1f}" + (f" +- {ci * 100:.1f}" if np.isfinite(ci) else "") + f" (n={k})"
-            cells.append(f"**{text}**" if np.isfinite(ci) and abs(m) > ci else text)
+            cells.append(f"**{text}**" if k >= 3 and np.isfinite(ci) and abs(m) > ci else text)
         data["grid_minus_random"][scenario] = numbers
         n_seeds = len(next(iter(rows["random"].values())))
         out.append(f"| {scenario} | {n_seeds} | " + " | ".join(cells) + " |\n")
