@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from al4dstem.errors import Al4dstemError
-from al4dstem.oracles.noisy import HumanLikeOracle
+from al4dstem.oracles import HumanLikeOracle  # exported by the package
 from al4dstem.oracles.testing import check_oracle
 
 ROWS, COLS = 40, 60
