@@ -259,7 +259,8 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
             for m in models:
                 ok = [r["models"][m] for r in sel if m in r["models"] and "error" not in r["models"][m]]
                 raw, cal = _mean_sd([s["ece_raw"] for s in ok])[0], _mean_sd([s["ece"] for s in ok])[0]
-                row.append(f"{raw:.3f} -> {cal:.3f}")
+                fewer = sum(s["ece"] == s["ece"] for s in ok)
+                row.append(f"{raw:.3f} -> {cal:.3f}" + (f" (n={fewer})" if fewer < len(ok) else ""))
             lines.append(" | ".join(row) + " |")
     lines += tiebreaks(runs, rungs, budgets)
     pre = [r for r in runs if "pretraining" in r]
@@ -317,8 +318,30 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
                          f"{' / '.join(f'{x:.2f}' for x in v['recall'])}: {'ok' if v['ok'] else 'BELOW'}")
         for v in verdict["train_50_s"]:
             lines.append(f"- training auto on 50 labels, {v['rung']}: mean {v['mean']:.1f} s, max {v['max']:.1f} s "
-                         f"(one thread each, two runs at a time on a shared 2-core machine)")
+                         f"(one thread; wall seconds on a shared 2-core machine, other jobs running)")
     return "\n".join(lines) + "\n", verdict
+
+
+def reselect(run: dict) -> bool:
+    """Apply ``selection.choose`` to the stored cross-validation of ``run``'s auto; where it keeps another
+    model than the stored one, auto's scores become that model's standalone ones (the fit auto makes is
+    the same: same seed, same labels). Returns whether it changed."""
+    from al4dstem.models.selection import POOLED_CANDIDATES, choose
+
+    auto = run["models"].get("auto")
+    if not auto or "cv" not in auto:
+        return False
+    candidates = tuple(n for n in POOLED_CANDIDATES if n in auto["cv"])
+    kept, reason = choose(auto["cv"], {}, candidates)
+    if kept == auto["kept"] or kept not in run["models"] or "accuracy" not in run["models"][kept]:
+        return False
+    own, old = run["models"][kept], run["models"].get(auto["kept"], {})
+    cv_seconds = auto["seconds"] - old.get("seconds", 0.0)
+    run["models"]["auto"] = {**auto, **{k: own[k] for k in ("accuracy", "recall", "boundary_accuracy",
+                                                            "interior_accuracy", "ece_raw")},
+                             "ece": float("nan"), "kept": kept, "reason": reason, "reselected": True,
+                             "seconds": cv_seconds + own["seconds"]}
+    return True
 
 
 def unpooled_first(table: dict, candidates) -> str | None:
@@ -381,6 +404,12 @@ def main(argv=None) -> int:
                     help="OUT.json or OUT.jsonl files of other runs (e.g. CNN variants on some rungs) whose models "
                          "join the tables")
     ap.add_argument("--summarise-only", action="store_true", help="no new runs: tables from --add files")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a paragraph added to the report (e.g. how the joined runs were made); repeatable")
+    ap.add_argument("--reselect", action="store_true",
+                    help="apply today's selection rule (selection.choose) to the stored cross-validation of every "
+                         "auto run: where it keeps another model, auto's scores become that model's own (the same "
+                         "fit, so every accuracy and the raw ECE are exact; the calibrated ECE is left out)")
     ap.add_argument("--resume", action="store_true",
                     help="keep the runs already in OUT.jsonl (each run is appended there as it ends) and do the rest")
     args = ap.parse_args(argv)
@@ -436,6 +465,7 @@ def main(argv=None) -> int:
                 if m not in models:
                     models.insert(models.index("auto") if "auto" in models else len(models), m)
     runs = [r for r in runs if r["rung"] in args.rungs and r["budget"] in args.budgets]
+    reselected = sum(reselect(r) for r in runs) if args.reselect else 0
     runs.sort(key=lambda r: (args.rungs.index(r["rung"]), r["budget"], r["seed"]))
     text, verdict = summarise(runs, args.rungs, args.budgets, models)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -445,7 +475,12 @@ def main(argv=None) -> int:
     record = {"meta": meta, "verdict": verdict, "runs": runs}
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str))
     joined = f"; models joined from {', '.join(p.name for p in args.add)}" if args.add else ""
-    args.out.with_suffix(".md").write_text(text + f"\n{len(jobs)} runs in {meta['seconds'] / 60:.1f} min{joined}.\n")
+    if args.reselect:
+        joined += (f"; --reselect: today's tie-break keeps another model than the stored auto in {reselected} "
+                   "runs, whose auto scores are that model's own (calibrated ECE of those runs left out)")
+    notes = "".join(f"\n{note}\n" for note in args.note)
+    args.out.with_suffix(".md").write_text(text + f"\n{len(jobs)} runs in {meta['seconds'] / 60:.1f} min{joined}.\n"
+                                           + notes)
     print(text)
     return 0
 
