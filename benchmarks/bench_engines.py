@@ -13,7 +13,10 @@ model to the workers and gathering the map.
 
     python benchmarks/bench_engines.py [--rows 64] [--cols 128] [--detector 256] [--repeat 3] [--workers 2]
 
-Needs the ``scale`` extra (LiberTEM). Prints the machine's load before and after.
+Needs the ``scale`` extra (LiberTEM). Prints the machine's load before and after, and the
+scheduler group: on a Linux with autogroups, ``nice`` ranks processes only within one login
+session, so other sessions' niced jobs still take an equal share of the cores (see
+``bench_out_of_core.py``).
 """
 
 from __future__ import annotations
@@ -55,13 +58,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
+    from bench_out_of_core import autogroup
+
     from al4dstem.data import open_dataset
     from al4dstem.engines.local import predict_dataset as local
     from al4dstem.integrations import libertem
     from al4dstem.models import CNNClassifier
     from al4dstem.models.trained import TrainedNetwork
 
-    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores); scheduler {autogroup()}")
     with tempfile.TemporaryDirectory(prefix="al4dstem-bench-engines-") as tmp:
         tmp = Path(tmp)
         scan = tmp / "scan.npy"
