@@ -356,6 +356,16 @@ def unpooled_first(table: dict, candidates) -> str | None:
                                       -candidates.index(n)))
 
 
+def _cv(run: dict, auto: str) -> dict | None:
+    """The stored cross-validation of ``auto`` in ``run``; for "auto baselines", also that of a full "auto"
+    restricted to the baselines (the same numbers: every candidate sees the same folds, deterministically)."""
+    if "cv" in run["models"].get(auto, {}):
+        return run["models"][auto]["cv"]
+    if AUTOS[auto] is not None and "cv" in run["models"].get("auto", {}):
+        return {k: v for k, v in run["models"]["auto"]["cv"].items() if k in AUTOS[auto]}
+    return None
+
+
 def tiebreaks(runs: list[dict], rungs, budgets) -> list[str]:
     """Accuracy of what each auto would keep from its stored cross-validation under the tie-break before
     (unpooled first) and now (``selection.choose``), next to the best baseline: the selection rule's
@@ -364,16 +374,17 @@ def tiebreaks(runs: list[dict], rungs, budgets) -> list[str]:
 
     lines = []
     for auto in AUTOS:
+        if not any(auto in r["models"] for r in runs):  # the baselines' part of a full auto only beside real ones
+            continue
         rows = []
         for name in rungs:
             for budget in budgets:
-                sel = [r for r in runs if r["rung"] == name and r["budget"] == budget and "cv" in
-                       r["models"].get(auto, {})]
+                sel = [r for r in runs if r["rung"] == name and r["budget"] == budget and _cv(r, auto)]
                 if not sel:
                     continue
                 before, now = [], []
                 for r in sel:
-                    table = r["models"][auto]["cv"]
+                    table = _cv(r, auto)
                     for rule, acc in ((unpooled_first(table, POOLED_CANDIDATES), before),
                                       (choose(table, {}, POOLED_CANDIDATES)[0], now)):
                         acc.append(r["models"][rule]["accuracy"] if rule in r["models"] else float("nan"))

@@ -65,3 +65,9 @@ def test_tiebreak_table_reports_both_rules_against_the_best_baseline(bench):
     lines = bench.tiebreaks(runs, ["faint-45"], [50])
     table = [line for line in lines if line.startswith("| faint-45")]
     assert table == ["| faint-45 | 50 | 0.980 ± 0.000 | 0.990 ± 0.000 | ghost 3x3 0.990 ± 0.000 | 3 |"]
+    # beside runs of "auto baselines", a full auto's cross-validation counts as theirs (baselines only)
+    runs[0]["models"]["auto baselines"] = {**runs[0]["models"]["auto"], "cv": {"ghost": row(1.0)}}
+    lines = bench.tiebreaks(runs, ["faint-45"], [50])
+    assert sum(line.startswith("## Tie-breaks of `auto baselines`") for line in lines) == 1
+    table = [line for line in lines if line.startswith("| faint-45")]
+    assert table[1] == "| faint-45 | 50 | 0.980 ± 0.000 | 0.987 ± 0.006 | ghost 3x3 0.990 ± 0.000 | 3 |"
