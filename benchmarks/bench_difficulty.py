@@ -292,14 +292,15 @@ def summarise(runs: list[dict], rungs, budgets, models) -> tuple[str, dict]:
                 lines.append(f"| {name} | {budget} | {', '.join(f'{k} {v}' for k, v in sorted(kept.items()))} | "
                              f"{statistics.fmean(secs):.1f}, {max(secs):.1f} |")
                 auto_acc = [r["models"]["auto"]["accuracy"] for r in sel]
-                best = max(baselines, key=lambda m: _mean_sd([r["models"][m]["accuracy"] for r in sel
-                                                              if "error" not in r["models"].get(m, {"error": 1})])[0])
-                best_acc = [r["models"][best]["accuracy"] for r in sel if "error" not in r["models"][best]]
-                ma, sa = _mean_sd(auto_acc)
-                mb, sb = _mean_sd(best_acc)
-                verdict["auto_vs_best_baseline"].append(
-                    {"rung": name, "budget": budget, "auto": ma, "best_baseline": best, "baseline": mb,
-                     "spread": max(sa, sb), "ok": bool(ma >= mb - max(sa, sb))})
+                if baselines:  # a run of auto alone has nothing to compare with
+                    best = max(baselines, key=lambda m: _mean_sd([r["models"][m]["accuracy"] for r in sel if "error"
+                                                                  not in r["models"].get(m, {"error": 1})])[0])
+                    best_acc = [r["models"][best]["accuracy"] for r in sel if "error" not in r["models"][best]]
+                    ma, sa = _mean_sd(auto_acc)
+                    mb, sb = _mean_sd(best_acc)
+                    verdict["auto_vs_best_baseline"].append(
+                        {"rung": name, "budget": budget, "auto": ma, "best_baseline": best, "baseline": mb,
+                         "spread": max(sa, sb), "ok": bool(ma >= mb - max(sa, sb))})
                 if budget == 50:
                     verdict["train_50_s"].append({"rung": name, "max": max(secs), "mean": statistics.fmean(secs)})
                 if name in ("faint-rotated", "faint-45") and budget == 50:
@@ -390,6 +391,8 @@ def tiebreaks(runs: list[dict], rungs, budgets) -> list[str]:
                         acc.append(r["models"][rule]["accuracy"] if rule in r["models"] else float("nan"))
                 baselines = [m for m in MODELS[:6] if all(m in r["models"] and "accuracy" in r["models"][m]
                                                           for r in sel)]
+                if not baselines or any(k != k for k in before + now):  # runs of auto alone: no scores to look up
+                    continue
                 best = max(baselines, key=lambda m: _mean_sd([r["models"][m]["accuracy"] for r in sel])[0])
                 rows.append(f"| {name} | {budget} | {_cell(before)} | {_cell(now)} | {best} "
                             f"{_cell([r['models'][best]['accuracy'] for r in sel])} | {len(sel)} |")
