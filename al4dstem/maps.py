@@ -107,7 +107,8 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None, 
     wide scans), labels marked.
 
     ``labels`` are ``(positions (n, 2) as (x, y), classes (n,))``; each labelled position is a
-    dot in its class colour (``al4dstem.colors``, the labeller's colours) with a black rim.
+    dot in its class colour in the map's own ``scheme`` with a black rim (a dot that stands out
+    from the map beneath it is a label the map disagrees with).
     ``calibration`` (the scan's ``Calibration``): a scale bar in the file's units, and pixels as
     wide as the scan steps. ``key``: a triangle beside the map giving the colour of every mixture
     of the classes (walls, uncertain positions).
@@ -121,7 +122,8 @@ def save_figure(probs, path, valid=None, labels=None, title: str | None = None, 
 
     probs = _check_probs(probs)
     rows, cols = probs.shape[:2]
-    colours = np.array(class_hex("class"))
+    # the map's colours, not the labeller's: with the paper's R/G/B, a red dot must mean none
+    colours = np.array(class_hex(scheme))
     step_y, step_x, units = _scan_steps(calibration)
     aspect = step_y / step_x if units else 1.0  # a pixel as tall as a scan row is long
     stacked = cols >= 2 * rows * aspect  # wide scans: map above confidence; others side by side

@@ -81,6 +81,25 @@ def test_figure_is_written(tmp_path):
     assert img.format == "PNG" and img.size[0] > 400
 
 
+@pytest.mark.parametrize("scheme", ["paper", "class"])
+def test_label_dots_share_the_maps_colours(tmp_path, scheme):
+    """On the paper's R/G/B map a `none` label is a red dot (red means none there), never the
+    labeller's colour for it; on the class map it is the class scheme's colour."""
+    from al4dstem.colors import class_rgb
+
+    probs = one_hot(np.ones((12, 12), int))  # all vertical
+    labels = (np.array([[2, 2], [9, 9], [2, 9], [9, 2]]), np.zeros(4, int))  # four none labels
+    path = save_figure(probs, tmp_path / "f.png", labels=labels, scheme=scheme, key=False)
+    img = np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+    def pixels_of(rgb):
+        return int((np.abs(img - np.array(rgb)).max(-1) <= 8).sum())
+
+    mine, other = class_rgb(scheme)[0], class_rgb("class" if scheme == "paper" else "paper")[0]
+    assert pixels_of(mine) >= 4 * 10  # the dots' faces, on the map and the confidence panel
+    assert pixels_of(other) == 0
+
+
 def test_prediction_files_replace_old_ones_whole(tmp_path):
     probs = one_hot(np.tile([0, 1, 2], (4, 6)))
     first = write_prediction(tmp_path / "map", probs)
