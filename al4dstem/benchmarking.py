@@ -1289,7 +1289,7 @@ def _curves_figure(data, budgets, samplers):
                 m = np.array([row[b]["mean"] for b in budgets]) * 100
                 ci = np.nan_to_num(np.array([row[b]["ci95"] for b in budgets]) * 100)
                 ax.plot(budgets, m, marker="o", ms=3, label=name)
-                ax.fill_between(budgets, m - ci, m + ci, alpha=0.15)
+                ax.fill_between(budgets, np.clip(m - ci, 0, 100), np.clip(m + ci, 0, 100), alpha=0.15)  # percentages
             ax.set_xscale("log")
             ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=7)
             ax.minorticks_off()
