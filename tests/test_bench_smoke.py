@@ -33,13 +33,18 @@ def test_table1_smoke_writes_every_output(tmp_path):
     assert set(acc) == set(bm.SAMPLERS)
     for sampler in bm.SAMPLERS:
         for budget in ("10", "20"):
-            assert acc[sampler][budget]["n"] == 2 and 0 <= acc[sampler][budget]["mean"] <= 1
+            cell = acc[sampler][budget]
+            assert cell["n"] == 2 and cell["mean"] == pytest.approx(np.mean(cell["values"]))
     assert set(data["baselines"]["random"]) == set(bm.BASELINES)
     text = out.with_suffix(".md").read_text()
     assert "paper's CNN, binary" in text and "The paper's network" in text
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     raw = sorted((tmp_path / "table1-raw").glob("*.json"))
     assert len(raw) == 2  # every job kept as it finished: a rerun of the command resumes from them
+    jobs = [json.loads(path.read_text()) for path in raw]
+    for sampler in bm.SAMPLERS:  # the table's values are the jobs' own CNN accuracies, seed by seed
+        kept = sorted(job["results"][sampler]["20"]["cnn"]["accuracy"] for job in jobs)
+        assert sorted(acc[sampler]["20"]["values"]) == pytest.approx(kept)
     stamps = [path.stat().st_mtime_ns for path in raw]
 
     # the same seeds with a human-like oracle, beside the perfect oracle's jobs just kept
