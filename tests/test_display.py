@@ -241,8 +241,8 @@ def test_maps_and_figures_take_the_schemes(tmp_path):
         return {tuple(p) for p in np.unique(pixels, axis=0)}
 
     labels = (np.array([[0, 1], [3, 2], [5, 3]]), np.array([0, 1, 2]))
-    found = colours_in(save_figure(probs, tmp_path / "f.png", labels=labels))
-    assert all(rgb in found for rgb in class_rgb("class"))  # markers in the labeller's colours
+    found = colours_in(save_figure(probs, tmp_path / "f.png", labels=labels, scheme="class"))
+    assert all(rgb in found for rgb in class_rgb("class"))  # markers in the map's scheme (test_maps checks paper's)
     rows = [Label(0, 1, 0), Label(3, 2, 1), Label(5, 3, 2), Label(1, 1, None)]
     found = colours_in(plot_sampling_pattern(tmp_path / "s.png", rows, (4, 6)))
     assert all(rgb in found for rgb in class_rgb("class"))
