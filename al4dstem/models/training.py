@@ -260,6 +260,11 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     if device is not None:
         net.to(device)
         x_val, y_val = x_val.to(device), y_val.to(device)
+    on_cpu = device is None or device.type == "cpu"
+    if on_cpu:
+        # oneDNN's channels-last convolutions train 1.1-1.25x faster on the CPU (a 1-channel input
+        # is already laid out so); the weights go back to the default layout when training ends
+        net.to(memory_format=torch.channels_last)
     # in canonical orientation the symmetries act on the resampled inputs (where the lattice is aligned)
     augmenter = Augmenter(group=group, symmetry=canonical is _identity) if config.augment else None
     after = Augmenter(group=group, mix=0.0, shift=0.0, dose=(1.0, 1.0), resample=0.0) \
@@ -306,6 +311,8 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     if device is not None:
         net.to("cpu")
         x_val, y_val = x_val.cpu(), y_val.cpu()
+    if on_cpu:
+        net.to(memory_format=torch.contiguous_format)
     net.load_state_dict(best["state"])
     net.eval()
     notes = []
