@@ -110,6 +110,25 @@ def test_dask_cluster_agrees_and_loads_the_model_once_per_worker(files, model, c
     assert len(loaded) == 2 and all(n == 1 for n in loaded.values()), loaded  # one model per worker, kept
 
 
+def test_workers_started_here_keep_glibc_s_allocator_defaults(files, model):
+    """``--workers N``: Dask's nanny would set MALLOC_TRIM_THRESHOLD_ in each worker (which halves
+    the network's speed); the workers al4dstem starts run without it, and map as the local engine."""
+    import os
+
+    from al4dstem.integrations.libertem import TRIM, make_context
+
+    ctx = make_context(workers=1)
+    try:
+        seen = ctx.executor.client.run(os.environ.get, TRIM)
+        assert seen and all(v is None for v in seen.values()), seen
+        ds = open_dataset(files[0] / "scan.npy")
+        got, used = libertem(model, ds, context=ctx)
+        assert used == "LiberTEM npy reader"
+        agree(got, local_engine(model, ds))
+    finally:
+        ctx.close()
+
+
 def test_arrays_in_memory_go_to_the_cluster_as_memory_datasets(files, model, cluster):
     data = files[1]
     got, used = libertem(model, data, scheduler=cluster)
