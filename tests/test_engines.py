@@ -1,5 +1,7 @@
 """The inference seam: PatternModel (classify owns the NaN rule), the engine registry, the streaming helpers."""
 
+import os
+import sys
 import threading
 import time
 
@@ -162,6 +164,58 @@ def test_memory_mapped_files_are_read_with_pread_at_the_right_offsets(trained, t
     np.testing.assert_allclose(probs.reshape(-1, 3), expected, atol=1e-6)
     with _FileReader(frames) as reader:  # an array in memory passes through
         assert reader.read(frames[:3]).base is frames
+
+
+def _cached_fraction(path) -> float:
+    """The share of ``path``'s pages in the page cache (``mincore`` on a mapping that touches none)."""
+    import ctypes
+    import mmap
+
+    m = np.memmap(path, dtype=np.uint8, mode="r")
+    pages = -(-m.size // mmap.PAGESIZE)
+    resident = (ctypes.c_ubyte * pages)()
+    rc = ctypes.CDLL(None, use_errno=True).mincore(ctypes.c_void_p(m.__array_interface__["data"][0]),
+                                                   ctypes.c_size_t(m.size), resident)
+    del m
+    if rc != 0:
+        pytest.skip("mincore is not available here")
+    return sum(v & 1 for v in resident) / pages
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page cache control is Linux's")
+def test_a_file_larger_than_memory_is_dropped_from_the_page_cache_as_it_is_read(tmp_path, monkeypatch):
+    from al4dstem.engines import local
+    from al4dstem.engines.local import _FileReader
+
+    # 8 MiB: the few pages the kernel holds back from dropping (per-CPU lists) are a small share
+    frames = np.random.default_rng(5).integers(0, 60000, size=(16, 16, 128, 128), dtype=np.uint16)
+    with open(tmp_path / "f.npy", "wb") as f:
+        np.save(f, frames)
+        f.flush()
+        os.fsync(f.fileno())  # dirty pages are never dropped from the cache: written to disk first
+    data = np.load(tmp_path / "f.npy", mmap_mode="r")
+
+    def read_all(**options):
+        with _FileReader(data, buffers=1, **options) as reader:
+            for r in range(16):
+                got = reader.read(data[r])
+                np.testing.assert_array_equal(got, frames[r])
+                reader.release(got)
+
+    read_all(drop_cache=False)
+    if _cached_fraction(tmp_path / "f.npy") < 0.9:
+        pytest.skip("this file system does not keep the file in the page cache")
+    read_all()  # smaller than memory: stays cached for the next pass
+    assert _cached_fraction(tmp_path / "f.npy") > 0.9
+    # a file larger than memory is read from the disk: start with none of it cached
+    fd = os.open(tmp_path / "f.npy", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    monkeypatch.setattr(local, "_memory_bytes", lambda: 1 << 20)  # a machine smaller than the file
+    read_all()
+    assert _cached_fraction(tmp_path / "f.npy") < 0.2
 
 
 def test_a_reader_waiting_for_a_buffer_gives_up_when_stopped(tmp_path):
