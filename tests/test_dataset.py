@@ -229,3 +229,65 @@ def test_dask_chunks_are_storage_chunks():
         placed[b.index] = b.patterns[:, 0, 0]
     np.testing.assert_array_equal(placed, np.arange(35))
     assert Dataset(LazyFrames(da.from_array(arr, chunks=((2, 3), 7, 4, 4)))).scan_chunks() is None  # irregular
+
+
+class FrameChunkCounter:
+    """An h5py stack of frames that counts the storage chunks each read touches."""
+
+    def __init__(self, dset):
+        self.dset, self.shape, self.dtype, self.chunks = dset, dset.shape, dset.dtype, dset.chunks
+        self.reads = 0
+
+    def __getitem__(self, key):
+        lo, hi, _ = key.indices(self.shape[0])
+        k = self.chunks[0]
+        self.reads += len(range(lo // k, -(-hi // k)))
+        return self.dset[key]
+
+    def __len__(self):
+        return self.shape[0]
+
+
+@pytest.mark.parametrize("k", [3, 6, 35, 40])
+@pytest.mark.parametrize("batch", [1, 5, 12, 40])
+def test_a_chunked_frame_stack_given_a_scan_shape_streams_whole_chunks_once(tmp_path, k, batch):
+    from al4dstem.data.arrays import FlatFrames
+
+    frames = numbered(1, 40, det=(4, 4), dtype=np.uint16)[0]  # 40 frames; a 5 x 7 scan uses 35
+    with h5py.File(tmp_path / "stack.h5", "w") as f:
+        f.create_dataset("frames", data=frames, chunks=(k, 4, 4))
+    assert open_dataset(tmp_path / "stack.h5", scan_shape="5x7").frame_bounds() is not None  # as users open it
+    with h5py.File(tmp_path / "stack.h5", "r") as f:
+        counted = FrameChunkCounter(f["frames"])
+        ds = Dataset(FlatFrames(counted, 5, 7))
+        placed = np.full(35, -1.0)
+        for b in ds.iter_batches(batch, order="storage"):
+            assert len(b.positions) <= max(batch, k)  # a chunk larger than a batch is one batch
+            assert placed[b.index].max() == -1
+            placed[b.index] = b.patterns[:, 0, 0]
+            np.testing.assert_array_equal(b.positions[:, 1] * 7 + b.positions[:, 0], np.arange(35)[b.index])
+        np.testing.assert_array_equal(placed, np.arange(35))
+        assert counted.reads == -(-35 // k)  # the chunks the scan touches, each read once
+        counted.reads = 0
+        list(ds.iter_batches(batch))  # scan order: rows of 7 cut across chunks of 3, 6 or 40
+        assert counted.reads >= -(-35 // k)
+
+
+def test_frame_stacks_of_several_files_align_to_each_file_s_chunks():
+    from al4dstem.data.arrays import ConcatFrames, FlatFrames, frame_chunk_bounds
+
+    class Chunked(np.ndarray):
+        chunks = None
+
+    def part(n, k):
+        a = np.arange(n, dtype=np.uint16)[:, None, None].repeat(2, 1).repeat(2, 2).view(Chunked)
+        a.chunks = (k, 2, 2) if k else None
+        return a
+
+    stack = ConcatFrames([part(10, 4), part(7, 3)])  # chunks 0-4-8-10, then 10-13-16-17
+    np.testing.assert_array_equal(frame_chunk_bounds(stack), [0, 4, 8, 10, 13, 16, 17])
+    assert frame_chunk_bounds(ConcatFrames([part(10, None), part(7, None)])) is None  # contiguous files
+    ds = Dataset(FlatFrames(stack, 4, 4))
+    runs = [(b.start, b.stop) for b in ds.iter_batches(6, order="storage")]
+    assert runs == [(0, 4), (4, 10), (10, 16)]  # whole chunks, at most 6 frames; the 17th frame is unused
+    assert Dataset(FlatFrames(np.zeros((16, 2, 2)), 4, 4)).frame_bounds() is None  # in memory: scan order

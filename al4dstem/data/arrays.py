@@ -73,6 +73,19 @@ class FlatFrames:
     def _frames(self, start: int, stop: int) -> np.ndarray:
         return np.asarray(self.frames[start:stop])
 
+    def read_frames(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` of the scan, flat (row-major) positions, ``(n, det_rows, det_cols)``."""
+        return self._frames(start, stop)
+
+    def frame_bounds(self) -> np.ndarray | None:
+        """Where the stack's storage chunks start and end, in frames of this scan (``[0, ..., rows * cols]``);
+        None when the frames are not stored in chunks (a memory map, contiguous HDF5)."""
+        bounds = frame_chunk_bounds(self.frames)
+        if bounds is None:
+            return None
+        n = self.rows * self.cols
+        return np.unique(np.clip(np.append(bounds, n), 0, n))
+
     def __getitem__(self, key) -> np.ndarray:
         cols = self.cols
         if isinstance(key, slice):
@@ -133,6 +146,34 @@ class ConcatFrames:
 
     def __len__(self) -> int:
         return self.shape[0]
+
+
+def frame_chunk_bounds(frames) -> np.ndarray | None:
+    """The frame indices at which a stack's storage chunks begin, and its length: ``[0, k, 2k, ..., n]``.
+
+    Chunks of an h5py dataset along its frame axis, a Dask array's blocks, each part of a
+    ``ConcatFrames`` (every data file of an ARINA series has its own); None for storage in one
+    piece (memory maps, contiguous HDF5, arrays) or one frame per chunk, where any order reads
+    each chunk once.
+    """
+    n = int(frames.shape[0])
+    if isinstance(frames, ConcatFrames):
+        own = [frame_chunk_bounds(part) for part in frames.parts]
+        if all(b is None for b in own):
+            return None
+        return np.unique(np.concatenate([start + (b if b is not None else np.array([0, len(part)]))
+                                         for start, part, b in zip(frames.starts[:-1], frames.parts, own)]))
+    if isinstance(frames, LazyFrames):
+        sizes = frames.darray.chunks[0]
+    else:
+        chunks = getattr(frames, "chunks", None)  # h5py: the chunk shape, None when contiguous
+        if not isinstance(chunks, tuple) or not chunks or int(chunks[0]) <= 1:
+            return None
+        k = int(chunks[0])
+        sizes = [k] * (n // k) + ([n % k] if n % k else [])
+    if len(sizes) < 2 and n > 1 and isinstance(frames, LazyFrames):
+        return None  # one block: nothing to align to
+    return np.cumsum([0, *sizes]).astype(np.int64)
 
 
 def _index(i, size: int) -> int:

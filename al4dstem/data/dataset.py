@@ -179,8 +179,10 @@ class Dataset:
         ``Batch.index``. A chunked file (HDF5, a lazy Dask array) is read in whole chunks, chunk
         after chunk as they are laid out (row-major over the chunk grid), never a chunk twice: a
         batch is one or more whole chunks (a single chunk larger than ``batch_size`` is one
-        batch). Anything else (memory-mapped raw files, contiguous HDF5) is stored in scan order
-        and streams as ``order="scan"``, a sequential read.
+        batch). A chunked stack of frames given a scan shape (an ARINA series, an HDF5 stack) is
+        read the same way, runs of whole chunks of frames, which need not end at a scan row.
+        Anything else (memory-mapped raw files, contiguous HDF5) is stored in scan order and
+        streams as ``order="scan"``, a sequential read.
         """
         if order not in ("scan", "storage"):
             raise ValueError(f"order must be 'scan' or 'storage', got {order!r}")
@@ -189,6 +191,10 @@ class Dataset:
         chunks = self.scan_chunks() if order == "storage" else None
         if chunks is not None:
             yield from self._iter_chunks(batch_size, *chunks)
+            return
+        bounds = self.frame_bounds() if order == "storage" else None
+        if bounds is not None:
+            yield from self._iter_frame_chunks(batch_size, bounds)
             return
         if cols <= batch_size:
             step = batch_size // cols
@@ -220,6 +226,29 @@ class Dataset:
         rows, cols = self.scan_shape
         cr, cc = max(1, min(int(chunks[0]), rows)), max(1, min(int(chunks[1]), cols))
         return None if (cr, cc) == (1, 1) else (cr, cc)  # one pattern per chunk: any order reads each once
+
+    def frame_bounds(self) -> np.ndarray | None:
+        """For a stack of frames given a scan shape (``--scan-shape``) and stored in chunks: the
+        flat scan positions where its chunks begin, and the scan's size; else None."""
+        bounds = getattr(self.array, "frame_bounds", None)
+        return bounds() if callable(bounds) else None
+
+    def _iter_frame_chunks(self, batch_size: int, bounds: np.ndarray) -> Iterator[Batch]:
+        """Runs of whole chunks of a frame stack, in order: as many as fit in ``batch_size``
+        patterns, at least one (a chunk larger than ``batch_size`` is one batch)."""
+        i = 0
+        while i < len(bounds) - 1:
+            j = i + 1
+            while j < len(bounds) - 1 and bounds[j + 1] - bounds[i] <= batch_size:
+                j += 1
+            start, stop = int(bounds[i]), int(bounds[j])
+            try:
+                block = self.array.read_frames(start, stop)
+            except (OSError, EOFError) as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise Al4dstemError(f"{self.source}: cannot read frames {start}..{stop - 1} ({first})") from None
+            yield self._batch(start, stop, block)
+            i = j
 
     def _iter_chunks(self, batch_size: int, cr: int, cc: int) -> Iterator[Batch]:
         """Whole chunks of ``cr x cc`` positions, in storage order (bands of chunk rows, left to right)."""
