@@ -1133,16 +1133,22 @@ CURVE_METRICS = (("accuracy", "accuracy (%)", 100.0), ("balanced_accuracy", "bal
 
 
 def _curve_summary(results, scenario, budgets, samplers) -> dict:
-    """AULC per seed, labels to reach random's largest-budget accuracy, the 99 % budget."""
+    """AULC per seed, labels to reach random's largest-budget accuracy (random's mean over the
+    seeds this sampler was scored on, so that a sampler run on fewer seeds is still paired), the
+    99 % budget."""
     acc = collect(results, "cnn", "accuracy").get(scenario, {})
     top = max(budgets)
     out = {}
-    target = np.nanmean(acc["random"][top]) if "random" in acc and top in acc["random"] else float("nan")
+    random_top = np.array(acc["random"][top], dtype=float) if "random" in acc and top in acc["random"] else None
     for name in samplers:
         if name not in acc:
             continue
         per_seed = np.array([acc[name][b] for b in budgets], dtype=float)  # (budgets, seeds)
         aulcs = [aulc(budgets, per_seed[:, i]) for i in range(per_seed.shape[1])]
+        shared = np.isfinite(per_seed[-1]) & np.isfinite(random_top) if random_top is not None else None
+        target = float(np.mean(random_top[shared])) if shared is not None and shared.any() else float("nan")
+        if shared is not None and shared.any():
+            per_seed = per_seed[:, shared]
         means = np.nanmean(per_seed, axis=1)
         reach = labels_to_reach(budgets, means, target) if np.isfinite(target) else None
         own = labels_to_reach(budgets, means, 0.99 * means[-1])
@@ -1186,7 +1192,8 @@ def _curves_report(results, args, prov, seconds) -> list[Path]:
         entry["summary"] = summary
         md.append("\n### Area under the accuracy curve, speed-up, 99 % budget\n\n"
                   "| sampler | AULC (%, log labels, over the budgets it could train at) | "
-                  f"labels to reach random's {top}-label accuracy | speed-up | smallest budget with 99 % of its own "
+                  f"labels to reach random's {top}-label accuracy (on the same seeds) | speed-up | smallest budget "
+                  f"with 99 % of its own "
                   f"{top}-label accuracy |\n|---|---|---|---|---|\n")
         for name, s in summary.items():
             reach = f"{s['labels_to_random_top']:.0f}" if s["labels_to_random_top"] else f"not reached by {top}"

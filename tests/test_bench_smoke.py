@@ -93,6 +93,21 @@ def test_collect_pairs_samplers_run_on_some_seeds_only():
     assert bm.wilcoxon_p(acc["uncertainty"][10], acc["random"][10]) == 1.0  # one pair left: no test
 
 
+def test_speed_up_compares_a_sampler_with_random_on_the_seeds_it_ran():
+    def job(seed, sampler, curve):
+        return {"scenario": "s", "seed": seed, "cnn_fits": 1, "cnn_fit_seconds": 1.0, "seconds": 2.0,
+                "results": {sampler: {str(b): {"cnn": {"accuracy": a}} for b, a in zip((10, 20, 40), curve)}}}
+
+    # random reaches 0.90 at 40 labels on seed 1 and 0.70 on seed 2; uncertainty ran on seed 1 only
+    results = [job(1, "random", (0.80, 0.85, 0.90)), job(2, "random", (0.60, 0.65, 0.70)),
+               job(1, "uncertainty", (0.85, 0.90, 0.92))]
+    summary = bm._curve_summary(results, "s", [10, 20, 40], ["random", "uncertainty"])
+    # against random's 0.90 on seed 1 (not the 0.80 of both seeds, which it passes at once): 20 labels
+    assert summary["uncertainty"]["labels_to_random_top"] == pytest.approx(20)
+    assert summary["uncertainty"]["speedup"] == pytest.approx(2.0)
+    assert summary["random"]["labels_to_random_top"] == pytest.approx(40)
+
+
 def test_metrics_on_known_maps():
     truth = np.zeros((10, 20), dtype=np.int64)
     truth[:4], truth[6:] = 1, 2
