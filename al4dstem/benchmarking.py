@@ -1177,7 +1177,7 @@ def _curves_report(results, args, prov, seconds) -> list[Path]:
     data = {"provenance": prov, "scenarios": {}}
     md.append(_overview(results, args.scenarios, budgets, samplers, data))
     for scenario in args.scenarios:
-        rows = [r for r in results if r["scenario"] == scenario]
+        rows = [r for r in merge_jobs(results) if r["scenario"] == scenario]  # one per seed, its jobs joined
         if not rows:
             continue
         r0 = rows[0]
@@ -1208,32 +1208,22 @@ def _curves_report(results, args, prov, seconds) -> list[Path]:
 
 
 def _overview(results, scenarios, budgets, samplers, data) -> str:
-    """Grid-midpoint minus random per scenario and budget (paired over seeds), and the budget at
+    """Each sampler minus random per scenario and budget (paired over seeds), and the budget at
     which each sampler's mean curve reaches 99 % of its largest-budget accuracy."""
     top = max(budgets)
     acc = collect(results, "cnn", "accuracy")
-    out = ["\n## Overview\n\n### Grid-midpoint minus random, accuracy points (paired per seed, mean +- 95 % CI; "
-           "**bold**: beyond the seed spread, 3 seeds or more)\n\n| scenario | seeds | "
-           + " | ".join(f"{b}" for b in budgets) + " |\n" + "|---" * (len(budgets) + 2) + "|\n"]
-    data["grid_minus_random"] = {}
-    for scenario in scenarios:
-        rows = acc.get(scenario, {})
-        if "grid-midpoint" not in rows or "random" not in rows:
+    out = ["\n## Overview\n"]
+    data["minus_random"] = {}
+    for name in (s for s in samplers if s != "random"):
+        table = _minus_random(acc, scenarios, budgets, name)
+        if not table:
             continue
-        cells, numbers = [], {}
-        for b in budgets:
-            d = np.asarray(rows["grid-midpoint"].get(b, []), float) - np.asarray(rows["random"].get(b, []), float)
-            m, ci = mean_ci(d)
-            k = int(np.isfinite(d).sum())
-            numbers[b] = {"diff": m, "ci95": ci, "n": k, "values": d.tolist()}
-            if not np.isfinite(m):
-                cells.append("n/a")
-                continue
-            text = f"{m * 100:+.1f}" + (f" +- {ci * 100:.1f}" if np.isfinite(ci) else "") + f" (n={k})"
-            cells.append(f"**{text}**" if k >= 3 and np.isfinite(ci) and abs(m) > ci else text)
-        data["grid_minus_random"][scenario] = numbers
-        n_seeds = len(next(iter(rows["random"].values())))
-        out.append(f"| {scenario} | {n_seeds} | " + " | ".join(cells) + " |\n")
+        data["minus_random"][name] = {scenario: numbers for scenario, (_, numbers) in table.items()}
+        out.append(f"\n### {name[0].upper() + name[1:]} minus random, accuracy points (paired per seed, mean +- "
+                   "95 % CI; **bold**: beyond the seed spread, 3 seeds or more)\n\n| scenario | seeds | "
+                   + " | ".join(f"{b}" for b in budgets) + " |\n" + "|---" * (len(budgets) + 2) + "|\n")
+        out.extend(line for line, _ in table.values())
+    data["grid_minus_random"] = data["minus_random"].get("grid-midpoint", {})
     out.append(f"\n### Smallest budget at which the mean curve reaches 99 % of its {top}-label accuracy "
                f"(labels, linear between budgets)\n\n| scenario | " + " | ".join(samplers) + " |\n"
                + "|---" * (len(samplers) + 1) + "|\n")
@@ -1255,6 +1245,28 @@ def _overview(results, scenarios, budgets, samplers, data) -> str:
         out.append(f"| {scenario} | " + " | ".join(cells) + " |\n")
     return "".join(out)
 
+
+def _minus_random(acc, scenarios, budgets, name) -> dict:
+    """``{scenario: (table row, numbers)}``: sampler ``name`` minus random, paired over the seeds both ran."""
+    table = {}
+    for scenario in scenarios:
+        rows = acc.get(scenario, {})
+        if name not in rows or "random" not in rows:
+            continue
+        cells, numbers = [], {}
+        for b in budgets:
+            d = np.asarray(rows[name].get(b, []), float) - np.asarray(rows["random"].get(b, []), float)
+            m, ci = mean_ci(d)
+            k = int(np.isfinite(d).sum())
+            numbers[b] = {"diff": m, "ci95": ci, "n": k, "values": d.tolist()}
+            if not np.isfinite(m):
+                cells.append("n/a")
+                continue
+            text = f"{m * 100:+.1f}" + (f" +- {ci * 100:.1f}" if np.isfinite(ci) else "") + f" (n={k})"
+            cells.append(f"**{text}**" if k >= 3 and np.isfinite(ci) and abs(m) > ci else text)
+        seeds = int(np.isfinite(np.asarray(rows[name].get(max(budgets), []), float)).sum())
+        table[scenario] = (f"| {scenario} | {seeds} | " + " | ".join(cells) + " |\n", numbers)
+    return table
 
 def _baseline_matrix(results, scenario, budgets, samplers, entry) -> str:
     """Per baseline and budget: CNN - baseline accuracy on grid-midpoint and random labels."""
