@@ -1145,12 +1145,12 @@ def _curve_summary(results, scenario, budgets, samplers) -> dict:
             continue
         per_seed = np.array([acc[name][b] for b in budgets], dtype=float)  # (budgets, seeds)
         aulcs = [aulc(budgets, per_seed[:, i]) for i in range(per_seed.shape[1])]
-        shared = np.isfinite(per_seed[-1]) & np.isfinite(random_top) if random_top is not None else None
-        target = float(np.mean(random_top[shared])) if shared is not None and shared.any() else float("nan")
-        if shared is not None and shared.any():
-            per_seed = per_seed[:, shared]
         means = np.nanmean(per_seed, axis=1)
-        reach = labels_to_reach(budgets, means, target) if np.isfinite(target) else None
+        shared = np.isfinite(per_seed[-1]) & np.isfinite(random_top) if random_top is not None else None
+        reach = None
+        if shared is not None and shared.any():  # this sampler's and random's curves on the same seeds
+            reach = labels_to_reach(budgets, np.nanmean(per_seed[:, shared], axis=1),
+                                    float(np.mean(random_top[shared])))
         own = labels_to_reach(budgets, means, 0.99 * means[-1])
         out[name] = {"aulc": mean_ci(aulcs), "aulc_values": aulcs, "labels_to_random_top": reach,
                      "speedup": (top / reach) if reach else None, "budget_99pc_own_top": own,

@@ -107,7 +107,7 @@ def main() -> None:
         finally:
             ctx.close()
         best_local, best_lt = min(local_times), min(lt_times)
-        pairs = sorted(a / b for a, b in zip(local_times, lt_times))
+        pairs = sorted(a / b for a, b in zip(local_times, lt_times, strict=True))
 
     diff = float(np.nanmax(np.abs(local_map[0] - lt_map[0])))
     same_valid = bool(np.array_equal(local_map[1], lt_map[1]))

@@ -95,8 +95,9 @@ def test_collect_pairs_samplers_run_on_some_seeds_only():
 
 def test_speed_up_compares_a_sampler_with_random_on_the_seeds_it_ran():
     def job(seed, sampler, curve):
+        scores = {str(b): {"cnn": {"accuracy": a}} for b, a in zip((10, 20, 40), curve, strict=True)}
         return {"scenario": "s", "seed": seed, "cnn_fits": 1, "cnn_fit_seconds": 1.0, "seconds": 2.0,
-                "results": {sampler: {str(b): {"cnn": {"accuracy": a}} for b, a in zip((10, 20, 40), curve)}}}
+                "results": {sampler: scores}}
 
     # random reaches 0.90 at 40 labels on seed 1 and 0.70 on seed 2; uncertainty ran on seed 1 only
     results = [job(1, "random", (0.80, 0.85, 0.90)), job(2, "random", (0.60, 0.65, 0.70)),

@@ -213,6 +213,8 @@ def test_a_file_larger_than_memory_is_dropped_from_the_page_cache_as_it_is_read(
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+    if _cached_fraction(tmp_path / "f.npy") > 0.2:
+        pytest.skip("this file system does not drop pages on request (tmpfs)")
     monkeypatch.setattr(local, "_memory_bytes", lambda: 1 << 20)  # a machine smaller than the file
     read_all()
     assert _cached_fraction(tmp_path / "f.npy") < 0.2

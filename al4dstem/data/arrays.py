@@ -151,28 +151,31 @@ class ConcatFrames:
 def frame_chunk_bounds(frames) -> np.ndarray | None:
     """The frame indices at which a stack's storage chunks begin, and its length: ``[0, k, 2k, ..., n]``.
 
-    Chunks of an h5py dataset along its frame axis, a Dask array's blocks, each part of a
-    ``ConcatFrames`` (every data file of an ARINA series has its own); None for storage in one
-    piece (memory maps, contiguous HDF5, arrays) or one frame per chunk, where any order reads
-    each chunk once.
+    Chunks of an h5py dataset along its frame axis, a Dask array's blocks (``LazyFrames``), each
+    part of a ``ConcatFrames`` (every data file of an ARINA series has its own; a part stored in
+    one piece counts as one chunk per frame, so it is batched like any other); None for storage in
+    one piece (memory maps, contiguous HDF5, arrays, a single Dask block) or one frame per chunk,
+    where any order reads each chunk once.
     """
     n = int(frames.shape[0])
     if isinstance(frames, ConcatFrames):
         own = [frame_chunk_bounds(part) for part in frames.parts]
         if all(b is None for b in own):
             return None
-        return np.unique(np.concatenate([start + (b if b is not None else np.array([0, len(part)]))
-                                         for start, part, b in zip(frames.starts[:-1], frames.parts, own)]))
+        return np.unique(np.concatenate([start + (b if b is not None else np.arange(len(part) + 1))
+                                         for start, part, b in zip(frames.starts[:-1], frames.parts, own,
+                                                                   strict=True)]))
     if isinstance(frames, LazyFrames):
         sizes = frames.darray.chunks[0]
+        if len(sizes) < 2 or max(sizes) <= 1:
+            return None
     else:
         chunks = getattr(frames, "chunks", None)  # h5py: the chunk shape, None when contiguous
-        if not isinstance(chunks, tuple) or not chunks or int(chunks[0]) <= 1:
+        if not isinstance(chunks, tuple) or not chunks or not isinstance(chunks[0], (int, np.integer)) \
+                or int(chunks[0]) <= 1:
             return None
         k = int(chunks[0])
         sizes = [k] * (n // k) + ([n % k] if n % k else [])
-    if len(sizes) < 2 and n > 1 and isinstance(frames, LazyFrames):
-        return None  # one block: nothing to align to
     return np.cumsum([0, *sizes]).astype(np.int64)
 
 

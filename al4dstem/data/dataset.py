@@ -231,7 +231,8 @@ class Dataset:
         """For a stack of frames given a scan shape (``--scan-shape``) and stored in chunks: the
         flat scan positions where its chunks begin, and the scan's size; else None."""
         bounds = getattr(self.array, "frame_bounds", None)
-        return bounds() if callable(bounds) else None
+        readable = callable(getattr(self.array, "read_frames", None))
+        return bounds() if callable(bounds) and readable else None
 
     def _iter_frame_chunks(self, batch_size: int, bounds: np.ndarray) -> Iterator[Batch]:
         """Runs of whole chunks of a frame stack, in order: as many as fit in ``batch_size``

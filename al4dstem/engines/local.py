@@ -275,12 +275,25 @@ class _FileReader:
             self.fd = None
 
 
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
 def _memory_bytes() -> int:
-    """This machine's physical memory (0 where it cannot be told: then nothing is dropped)."""
+    """The memory this process may fill: the machine's, or its container's (cgroup) limit if
+    smaller. Where neither can be told, an unreachable size (then nothing is dropped)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 1 << 62
+        physical = 0
+    sizes = [physical] if physical > 0 else []
+    for path in _CGROUP_LIMITS:  # a batch job's or container's limit ("max": none)
+        try:
+            with open(path) as f:
+                sizes.append(int(f.read().strip()))
+        except (OSError, ValueError):
+            continue
+    sizes = [s for s in sizes if s > 0]
+    return min(sizes) if sizes else 1 << 62
 
 
 def _mapped_root(array):

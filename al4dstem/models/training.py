@@ -279,31 +279,36 @@ def train_network(net: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainCon
     best = {"loss": math.inf, "epoch": 0, "accuracy": 0.0, "state": copy.deepcopy(net.state_dict())}
     last_progress = 0  # epoch of the last improvement by more than MIN_IMPROVEMENT
     stopped = "max-epochs"
-    for epoch in range(1, max_epochs + 1):
-        record = _epoch(net, xt, yt, train_idx, config.batch_size, augmenter, finish, counts, loss_fn, optimizer,
-                        rng, after, device)
-        val_loss, val_acc = evaluate(classify, x_val, y_val, val_loss_fn, net)
-        if not (math.isfinite(val_loss) and math.isfinite(record["train_loss"])):
-            raise Al4dstemError(f"training diverged at epoch {epoch} (the loss is not finite): check the data "
-                                "for extreme values, or lower the learning rate")
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss)
-        elif scheduler is not None:
-            scheduler.step()
-        record.update(epoch=epoch, val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"])
-        history.append(record)
-        if val_loss < best["loss"]:
-            if val_loss < best["loss"] * (1 - MIN_IMPROVEMENT):
-                last_progress = epoch
-            best = {"loss": val_loss, "epoch": epoch, "accuracy": val_acc, "state": copy.deepcopy(net.state_dict())}
-        if log is not None:
-            log(f"epoch {epoch}/{max_epochs} train loss {record['train_loss']:.4f} val loss {val_loss:.4f} "
-                f"val acc {val_acc:.3f} lr {record['lr']:.1e}")
-        if progress is not None:
-            progress(epoch, max_epochs, record)
-        if config.keep == "best" and epoch - last_progress >= patience:
-            stopped = "early"
-            break
+    try:
+        for epoch in range(1, max_epochs + 1):
+            record = _epoch(net, xt, yt, train_idx, config.batch_size, augmenter, finish, counts, loss_fn, optimizer,
+                            rng, after, device)
+            val_loss, val_acc = evaluate(classify, x_val, y_val, val_loss_fn, net)
+            if not (math.isfinite(val_loss) and math.isfinite(record["train_loss"])):
+                raise Al4dstemError(f"training diverged at epoch {epoch} (the loss is not finite): check the data "
+                                    "for extreme values, or lower the learning rate")
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val_loss)
+            elif scheduler is not None:
+                scheduler.step()
+            record.update(epoch=epoch, val_loss=val_loss, val_accuracy=val_acc, lr=optimizer.param_groups[0]["lr"])
+            history.append(record)
+            if val_loss < best["loss"]:
+                if val_loss < best["loss"] * (1 - MIN_IMPROVEMENT):
+                    last_progress = epoch
+                best = {"loss": val_loss, "epoch": epoch, "accuracy": val_acc, "state": copy.deepcopy(net.state_dict())}
+            if log is not None:
+                log(f"epoch {epoch}/{max_epochs} train loss {record['train_loss']:.4f} val loss {val_loss:.4f} "
+                    f"val acc {val_acc:.3f} lr {record['lr']:.1e}")
+            if progress is not None:
+                progress(epoch, max_epochs, record)
+            if config.keep == "best" and epoch - last_progress >= patience:
+                stopped = "early"
+                break
+    except BaseException:  # diverged, interrupted: the caller keeps a network in the default layout
+        if on_cpu:
+            net.to(memory_format=torch.contiguous_format)
+        raise
 
     if config.keep == "last":
         best = {"loss": history[-1]["val_loss"], "epoch": len(history), "accuracy": history[-1]["val_accuracy"],
