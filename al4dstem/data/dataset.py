@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -243,11 +244,7 @@ class Dataset:
             while j < len(bounds) - 1 and bounds[j + 1] - bounds[i] <= batch_size:
                 j += 1
             start, stop = int(bounds[i]), int(bounds[j])
-            try:
-                block = self.array.read_frames(start, stop)
-            except (OSError, EOFError) as e:
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise Al4dstemError(f"{self.source}: cannot read frames {start}..{stop - 1} ({first})") from None
+            block = self._read(None, f"frames {start}..{stop - 1}", partial(self.array.read_frames, start, stop))
             yield self._batch(start, stop, block)
             i = j
 
@@ -286,10 +283,11 @@ class Dataset:
         """The whole scan in memory (only when asked)."""
         return np.asarray(self._read(slice(None), "the whole scan"))
 
-    def _read(self, key, what: str):
-        """``array[key]``, with I/O failures (a file cut short, a disk error) as one-line errors."""
+    def _read(self, key, what: str, read: Callable[[], np.ndarray] | None = None):
+        """``array[key]`` (or ``read()``), with I/O failures (a file cut short, a disk error) as
+        one-line errors."""
         try:
-            return self.array[key]
+            return read() if read is not None else self.array[key]
         except (OSError, EOFError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise Al4dstemError(f"{self.source}: cannot read {what} ({first})") from None
