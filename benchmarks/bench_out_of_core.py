@@ -20,6 +20,10 @@ What it does, on demand (never in CI):
 5. measures the read floor once more (the disk is shared: the best of all is used), and
    deletes the file (``--keep`` keeps it).
 
+It also prints the CPU time per pattern of ``predict`` (the child's user + system time) and per
+frame of the read floor: the cores divided by the CPU per pattern is the most patterns/s this
+machine's cores allow, which tells a map held back by the CPU from one held back by the disk.
+
     python benchmarks/bench_out_of_core.py [--gib 26] [--network default|softmax] [--dir /tmp] [--scan FILE]
 
 ``--scan FILE`` maps an existing ``(rows, cols, 256, 256)`` uint16 ``.npy`` instead (kept).
@@ -115,12 +119,19 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
-def read_floor(path: Path, drop: bool = False) -> float:
-    """Seconds to read every byte once, cold, in 64 MiB calls into one buffer; ``drop``: each
-    piece read is dropped from the page cache at once (as ``predict`` does with a file larger
-    than memory), which spares the kernel reclaiming pages under memory pressure."""
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU seconds of this process (or of its finished children)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def read_floor(path: Path, drop: bool = False) -> tuple[float, float]:
+    """``(seconds, CPU seconds)`` to read every byte once, cold, in 64 MiB calls into one buffer;
+    ``drop``: each piece read is dropped from the page cache at once (as ``predict`` does with a
+    file larger than memory), which spares the kernel reclaiming pages under memory pressure."""
     evict(path)
     buffer = bytearray(64 << 20)
+    cpu = cpu_seconds()
     start = time.perf_counter()
     with open(path, "rb", buffering=0) as f:
         offset = 0
@@ -128,14 +139,17 @@ def read_floor(path: Path, drop: bool = False) -> float:
             if drop:
                 os.posix_fadvise(f.fileno(), offset, got, os.POSIX_FADV_DONTNEED)
             offset += got
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
-def best_floor(path: Path, n: int, nbytes: int, label: str) -> float:
-    """The faster of the two ways of reading (plain, and dropping what was read), printed."""
+def best_floor(path: Path, n: int, nbytes: int, label: str) -> tuple[float, float]:
+    """``(seconds, CPU seconds)`` of the faster of the two ways of reading (plain, and dropping
+    what was read), printed with the CPU each costs per frame."""
     plain, dropping = read_floor(path), read_floor(path, drop=True)
-    print(f"{label}: plain reads {plain:.1f} s = {n / plain:,.0f} frames/s ({nbytes / plain / 1e6:,.0f} MB/s); "
-          f"dropping what was read {dropping:.1f} s = {n / dropping:,.0f} frames/s")
+    print(f"{label}: plain reads {plain[0]:.1f} s = {n / plain[0]:,.0f} frames/s "
+          f"({nbytes / plain[0] / 1e6:,.0f} MB/s, CPU {plain[1] / n * 1e6:.0f} us/frame); "
+          f"dropping what was read {dropping[0]:.1f} s = {n / dropping[0]:,.0f} frames/s "
+          f"(CPU {dropping[1] / n * 1e6:.0f} us/frame)")
     return min(plain, dropping)
 
 
@@ -191,20 +205,28 @@ def main() -> None:
         write_model(model, args.network, scan)
         floor1 = best_floor(scan, n, nbytes, "read floor")
         evict(scan)
+        children_cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "al4dstem", "predict", str(scan), "--model", str(model), "--out",
                             str(out), "--no-figure", "--batch-size", str(args.batch_size)],
                            capture_output=True, text=True)
         wall = time.perf_counter() - start
+        predict_cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - children_cpu
         peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 2**30
         if p.returncode != 0:
             sys.exit(f"predict failed: {p.stderr.strip()}")
         found = re.search(r"mapped (\d+) patterns in ([\d.]+) s", p.stdout)
         stream = float(found.group(2)) if found else float("nan")
         floor2 = best_floor(scan, n, nbytes, "read floor again")
-        floor = min(floor1, floor2)
+        floor, floor_cpu = min(floor1, floor2)
         print(f"predict ({args.network} network): streaming pass {stream:.1f} s = {n / stream:,.0f} patterns/s; "
               f"whole process {wall:.1f} s = {n / wall:,.0f} patterns/s")
+        # CPU-bound or waiting on the disk: the cores' ceiling is cores / CPU per pattern
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        per_pattern = predict_cpu / n
+        print(f"CPU of predict: {per_pattern * 1e6:.0f} us/pattern, {predict_cpu / wall:.2f} of {cores} cores busy "
+              f"(the read floor alone: {floor_cpu / n * 1e6:.0f} us/frame); what the cores allow: "
+              f"{cores / per_pattern:,.0f} patterns/s = {floor / (per_pattern * n / cores):.2f} of the read floor")
         print(f"peak RSS of predict: {peak_gib:.2f} GiB (goal < {RSS_LIMIT_GIB:.0f} GiB) "
               f"{'PASS' if peak_gib < RSS_LIMIT_GIB else 'FAIL'}")
         for what, t in (("streaming pass", stream), ("whole process", wall)):
