@@ -638,9 +638,24 @@ def _raw_path(raw_dir, spec: JobSpec) -> Path | None:
     return Path(raw_dir) / f"{spec.scenario.replace('@', '_at_')}-{oracle}-seed{spec.seed}{tag}.json"
 
 
+FIRST_SEEDS = 10  # how many seeds the original draw gives (their jobs' results stay valid)
+
+
 def seeds_from(master: int, n: int) -> list[int]:
-    """``n`` job seeds derived from the master seed (the same list for every sampler: paired)."""
-    return [int(s) for s in np.random.default_rng(int(master)).choice(2**31 - 1, n, replace=False)]
+    """``n`` job seeds derived from the master seed (the same list for every sampler: paired).
+
+    A longer list starts with a shorter one, so a run asked for more seeds later resumes with
+    the jobs it has. The first ``FIRST_SEEDS`` come from one draw without repeats (the seeds
+    of every committed result); more are drawn one by one from a second stream, skipping repeats.
+    """
+    first = [int(s) for s in np.random.default_rng(int(master)).choice(2**31 - 1, FIRST_SEEDS, replace=False)]
+    seeds = first[:max(0, int(n))]
+    more = np.random.default_rng([int(master), 1])
+    while len(seeds) < n:
+        seed = int(more.integers(2**31 - 1))
+        if seed not in seeds:
+            seeds.append(seed)
+    return seeds
 
 
 # ---------------------------------------------------------------- provenance

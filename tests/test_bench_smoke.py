@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error
 from cli_helpers import run as cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from al4dstem import benchmarking as bm
 
@@ -76,6 +78,23 @@ def test_curves_smoke_reports_aulc_speedup_and_baselines(tmp_path):
     assert set(data["grid_minus_random"]) == {"tilted@faint-rotated", "stripes"}
     text = out.with_suffix(".md").read_text()
     assert "AULC" in text and "Grid-midpoint minus random" in text
+
+
+@settings(max_examples=30, deadline=None)
+@given(master=st.integers(0, 2**32 - 1), n=st.integers(0, 25), more=st.integers(0, 10))
+def test_a_longer_seed_list_starts_with_a_shorter_one(master, n, more):
+    """So ``--seeds 5`` then ``--seeds 10`` resumes with the first run's jobs (paired, no repeats)."""
+    short, long = bm.seeds_from(master, n), bm.seeds_from(master, n + more)
+    assert long[:n] == short and len(long) == n + more == len(set(long))
+    assert all(0 <= s < 2**31 - 1 for s in long)
+
+
+def test_the_first_ten_seeds_are_those_of_the_committed_results():
+    """The jobs in benchmarks/results/*-raw were run with these seeds: a new list must keep them."""
+    for master in (2026, 2027):
+        drawn = np.random.default_rng(master).choice(2**31 - 1, 10, replace=False)
+        assert bm.seeds_from(master, 10) == [int(s) for s in drawn]
+    assert bm.seeds_from(2027, 4) == [611780518, 1069235512, 17191594, 1971706719]
 
 
 def test_collect_pairs_samplers_run_on_some_seeds_only():
