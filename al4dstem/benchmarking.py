@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from al4dstem.errors import Al4dstemError
+from al4dstem.labels import CLASSES
 
 NONE = 0
 PAPER_SCAN = (34, 206)  # rows (Y), cols (X)
@@ -711,8 +712,9 @@ def merge_jobs(results: list[dict]) -> list[dict]:
 
 def collect(results: list[dict], model: str = "cnn", metric: str = "accuracy") -> dict:
     """``{scenario: {sampler: {budget: [value per seed, in seed order]}}}`` for one model
-    (``cnn``, a baseline name, or ``entry`` for a field of the budget's entry such as
-    ``wrong_labels``) and one metric. Every list of a scenario has one value per seed of that
+    (``cnn``, a baseline name, ``entry`` for a field of the budget's entry such as
+    ``wrong_labels``, or ``labels`` for the share of the class named by ``metric`` among the
+    labels the sampler asked for) and one metric. Every list of a scenario has one value per seed of that
     scenario (NaN where a sampler was not run or could not train on that seed), so lists pair
     up seed by seed."""
     merged = merge_jobs(results)
@@ -728,6 +730,9 @@ def collect(results: list[dict], model: str = "cnn", metric: str = "accuracy") -
                 entry = per_budget.get(str(b)) or {}
                 if model == "entry":
                     value = entry.get(metric)
+                elif model == "labels":
+                    counts = entry.get("label_counts")
+                    value = counts[CLASSES.index(metric)] / sum(counts) if counts and sum(counts) else None
                 else:
                     score = entry.get("cnn") if model == "cnn" else (entry.get("baselines") or {}).get(model)
                     value = score.get(metric) if score else None
@@ -1203,6 +1208,10 @@ def _curves_report(results, args, prov, seconds) -> list[Path]:
             table, numbers = sampler_table(results, scenario, budgets, samplers, metric=metric, scale=scale)
             entry["tables"][metric] = numbers
             md.append(f"\n### {title}\n\n{table}")
+        # where a sampler's labels fall: uncertainty sampling asks mostly for wall patterns
+        table, numbers = sampler_table(results, scenario, budgets, samplers, model="labels", metric="none")
+        entry["tables"]["none_label_share"] = numbers
+        md.append(f"\n### Share of `none` (wall) patterns among the labels asked for (%)\n\n{table}")
         summary = _curve_summary(results, scenario, budgets, samplers)
         entry["summary"] = summary
         md.append("\n### Area under the accuracy curve, speed-up, 99 % budget\n\n"

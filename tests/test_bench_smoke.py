@@ -73,7 +73,10 @@ def test_curves_smoke_reports_aulc_speedup_and_baselines(tmp_path):
     entry = data["scenarios"]["tilted@faint-rotated"]
     assert set(entry["summary"]) == {"grid-midpoint", "random", "uncertainty"}  # the jobs of one seed joined
     assert set(data["scenarios"]["stripes"]["summary"]) == {"grid-midpoint", "random"}
-    assert set(entry["tables"]) == {"accuracy", "balanced_accuracy", "none_recall", "none_f1", "wall_error"}
+    assert set(entry["tables"]) == {"accuracy", "balanced_accuracy", "none_recall", "none_f1", "wall_error",
+                                    "none_label_share"}
+    share = entry["tables"]["none_label_share"]["random"]["20"]
+    assert share["n"] == 2 and all(0 < v < 1 for v in share["values"])  # 20 random labels hold some walls
     assert entry["tables"]["accuracy"]["uncertainty"]["20"]["n"] == 2
     assert set(data["grid_minus_random"]) == {"tilted@faint-rotated", "stripes"}
     text = out.with_suffix(".md").read_text()
@@ -110,6 +113,18 @@ def test_collect_pairs_samplers_run_on_some_seeds_only():
     assert [r["seed"] for r in merged] == [1, 2] and set(merged[1]["results"]) == {"random", "uncertainty"}
     assert merged[1]["cnn_fits"] == 2
     assert bm.wilcoxon_p(acc["uncertainty"][10], acc["random"][10]) == 1.0  # one pair left: no test
+
+
+def test_label_share_is_each_seed_s_share_of_one_class():
+    def job(seed, sampler, counts):
+        return {"scenario": "s", "seed": seed, "cnn_fits": 1, "cnn_fit_seconds": 1.0, "seconds": 2.0,
+                "results": {sampler: {"10": {"label_counts": counts, "cnn": {"accuracy": 0.9}}}}}
+
+    results = [job(1, "uncertainty", [8, 1, 1]), job(2, "uncertainty", [2, 4, 4]), job(1, "random", [0, 0, 0])]
+    share = bm.collect(results, "labels", "none")["s"]
+    assert share["uncertainty"][10] == [0.8, 0.2]  # none is the first of the label counts
+    assert bm.collect(results, "labels", "horizontal")["s"]["uncertainty"][10] == [0.1, 0.4]
+    assert np.isnan(share["random"][10]).all()  # no labels counted: no share, not 0
 
 
 def test_speed_up_compares_a_sampler_with_random_on_the_seeds_it_ran():

@@ -51,6 +51,18 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
+def test_long_paths_are_printed_whole_in_pipes(scan, tmp_path):
+    """A script reads the paths a command prints: never wrapped to a terminal's width."""
+    data, truth = scan
+    deep = tmp_path / ("a-long-folder-name-" * 6)  # the path alone is longer than 80 columns
+    deep.mkdir()
+    labels = deep / "labels.csv"
+    p = al4dstem("label", data, "--labels", labels, "--budget", 3, "--sampler", "random", "--truth", truth,
+                 "--seed", 0)
+    assert p.returncode == 0, p.stderr
+    assert any(line.endswith(f"saved in {labels}") for line in p.stdout.splitlines()), p.stdout
+
+
 def test_unattended_run_resumes_and_plots(scan, tmp_path):
     data, truth = scan
     labels, fig = tmp_path / "labels.csv", tmp_path / "fig.png"

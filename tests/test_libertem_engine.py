@@ -154,8 +154,10 @@ def test_cli_engine_libertem_writes_the_same_map(files, tmp_path):
     (("--engine", "spark"), ["unknown engine", "libertem"]),
     (("--engine", "libertem", "--workers", "0"), ["--workers"]),
 ])
-def test_bad_engine_options_are_one_line(files, tmp_path, extra, words):
+def test_bad_engine_options_are_one_line(files, tmp_path, extra, words, monkeypatch):
     d, _ = files
+    # Dask waits 30 s by default before giving up on a scheduler that does not answer
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "3s")
     p = run("predict", d / "scan.npy", "--model", d / "model.pt", "--out", tmp_path / "m", *extra, timeout=120)
     assert_one_line_error(p, *words)
 

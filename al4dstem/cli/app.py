@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)  # progress and chatter; results go to stdout
-out = Console()
+out = Console(soft_wrap=True)  # results: never wrapped, so a long path stays whole on its line
 
 
 def main() -> None:
