@@ -50,6 +50,19 @@ def test_train_writes_a_model_that_predicts(files):
     assert accuracy >= 0.9
 
 
+def test_class_weight_none_counts_each_label_once(files):
+    """Labels from uncertainty sampling are mostly walls: --class-weight none does not reweigh them."""
+    d, _ = files
+    for mode, stored in (("none", None), ("balanced", "balanced")):
+        p = run("train", d / "data.npy", "--labels", d / "labels.csv", "--out", d / f"cw-{mode}.pt", "--epochs", "2",
+                "--network", "default", "--class-weight", mode)
+        assert p.returncode == 0, p.stderr
+        model = CNNClassifier.load(d / f"cw-{mode}.pt", dataset=d / "data.npy")
+        assert model.class_weight == stored
+        weights = model.summary_["class_weights"]
+        assert (weights == [1.0, 1.0, 1.0]) == (mode == "none"), weights  # the labels' classes are not equal in number
+
+
 def test_default_network_is_auto(files):
     """Without --network, train compares the models on the labels and says which it kept."""
     d, _ = files
@@ -84,12 +97,15 @@ def bad_inputs(d):
         "output not writable": (("train", data, "--labels", good, "--out", d / "a_file" / "m.pt"), ["a_file"]),
         "epochs zero": (("train", data, "--labels", good, "--out", m, "--epochs", "0"), ["--epochs"]),
         "unknown network": (("train", data, "--labels", good, "--out", m, "--network", "resnet"), ["resnet"]),
+        "unknown class weight": (("train", data, "--labels", good, "--out", m, "--class-weight", "heavy"),
+                                 ["--class-weight", "heavy"]),
     }
 
 
 @pytest.mark.parametrize("case", ["missing data", "missing labels", "one class", "too few labels",
                                   "labels of another scan", "unknown class", "NaN pattern labelled",
-                                  "NaN pattern, pooled", "output not writable", "epochs zero", "unknown network"])
+                                  "NaN pattern, pooled", "output not writable", "epochs zero", "unknown network",
+                                  "unknown class weight"])
 def test_bad_input_is_one_line_and_writes_no_model(files, case):
     d = files[0]
     args, words = bad_inputs(d)[case]

@@ -37,6 +37,11 @@ def train(
                                          help="CNNs: also learn from the scan's unlabelled patterns (pseudo-labels "
                                               "that agree under the physics-aware augmentation); about twice as "
                                               "long."),
+    class_weight: str = typer.Option("balanced", "--class-weight",
+                                     help="balanced (each class weighs the same in the loss, so the few wall "
+                                          "labels of a grid or random sample count) or none (each label counts "
+                                          "once: better for labels chosen by uncertainty sampling, which are "
+                                          "mostly walls)."),
     init: Path | None = typer.Option(None, "--init", metavar="MODEL.pt",
                                      help="CNNs: start from this model file's weights (e.g. from `al4dstem "
                                           "pretrain`: a CNN pre-trained on simulated patterns) and fine-tune them on "
@@ -60,6 +65,8 @@ def train(
     check_at_least(epochs, 1, "--epochs")
     check_at_least(threads, 1, "--threads")
     check_seed(seed)
+    if class_weight not in ("balanced", "none"):
+        raise Al4dstemError(f"--class-weight must be balanced or none, got {class_weight!r}")
     # refuse before minutes of training, not after; and never write the model over what it learns from
     check_outputs(writes={"--out": out_path}, reads={"data file": data, "--labels": labels,
                                                      "--init": init})
@@ -79,7 +86,8 @@ def train(
         raise Al4dstemError(f"{labels}: {e}") from None
     clf = CNNClassifier(network=network, dataset=ds, epochs=epochs, n_threads=threads, random_state=seed,
                         verbose=verbose, neighbourhood=neighbourhood, orientation=orientation,
-                        semi_supervised=semi_supervised, init=init, device=device)
+                        semi_supervised=semi_supervised, init=init, device=device,
+                        class_weight=None if class_weight == "none" else "balanced")
     import warnings
 
     from al4dstem.models.selection import selection_table
