@@ -419,6 +419,33 @@ def _can_train(classes) -> bool:
     return len(classes) >= 5 and len(np.unique(classes)) >= 2
 
 
+@dataclass
+class JobSetting:
+    """What a job's loops share: the scan, its test positions, the oracle, the dataset the models read,
+    every scan position (x, y) in scan order, and the baselines' features (None without baselines)."""
+
+    scan: Scan
+    test: np.ndarray
+    oracle: object
+    dataset: object
+    every: np.ndarray
+    features: Features | None
+
+
+def job_setting(spec: JobSpec) -> JobSetting:
+    """The scan, test split, oracle and dataset of ``spec`` (the same for every sampler of the job)."""
+    from al4dstem.data import open_dataset
+
+    scan = make_scan(spec.scenario, spec.seed, spec.detector, spec.smoke)
+    test = split_test(scan.shape, spec.seed, 150 if spec.smoke else TEST_SIZE)
+    features = scan_features(scan, spec.seed) if spec.baselines else None
+    oracle = make_oracle(spec.oracle, scan.truth, spec.seed, features)
+    rows, cols = scan.shape
+    ys, xs = np.mgrid[0:rows, 0:cols]
+    every = np.column_stack([xs.ravel(), ys.ravel()]).astype(np.int64)
+    return JobSetting(scan, test, oracle, open_dataset(scan.data), every, features)
+
+
 def run_job(spec: JobSpec) -> dict:
     """Run one job (see ``JobSpec``); returns a JSON-ready dict of every score."""
     import torch
@@ -426,16 +453,9 @@ def run_job(spec: JobSpec) -> dict:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     started = time.perf_counter()
-    scan = make_scan(spec.scenario, spec.seed, spec.detector, spec.smoke)
-    test = split_test(scan.shape, spec.seed, 150 if spec.smoke else TEST_SIZE)
-    features = scan_features(scan, spec.seed) if spec.baselines else None
-    oracle = make_oracle(spec.oracle, scan.truth, spec.seed, features)
-    from al4dstem.data import open_dataset
-
-    ds = open_dataset(scan.data)
-    rows, cols = scan.shape
-    ys, xs = np.mgrid[0:rows, 0:cols]
-    every = np.column_stack([xs.ravel(), ys.ravel()]).astype(np.int64)
+    setting = job_setting(spec)
+    scan, test, oracle, ds, every, features = (setting.scan, setting.test, setting.oracle, setting.dataset,
+                                               setting.every, setting.features)
     fits = {"n": 0, "seconds": 0.0}
 
     def fit(positions, classes, network=spec.network):

@@ -365,6 +365,9 @@ FORGERIES = {  # field changed -> words the error names
     "a billion channels": (lambda p: p["network_config"].update(widths=[10**9] * 4), "network_config"),
     "negative channels": (lambda p: p["network_config"].update(widths=[-1, 2, 3, 4]), "network_config"),
     "network input 2**31": (lambda p: p["network_config"].update(input_size=2**31), "input_size"),
+    "class_bias NaN": (lambda p: p["network_config"].update(class_bias=[float("nan"), 0, 0]), "class_bias"),
+    "class_bias of two": (lambda p: p["network_config"].update(class_bias=[1.0, 2.0]), "class_bias"),
+    "class_weight 'heavy'": (lambda p: p["params"].update(class_weight="heavy"), "class_weight"),
     "weights NaN": (lambda p: _first_weight(p).fill_(float("nan")), "NaN"),
     "weights of another shape": (lambda p: p["state_dict"].update(
         {next(iter(p["state_dict"])): __import__("torch").zeros(3, 3)}), "shape"),

@@ -641,6 +641,59 @@ def test_fit_reports_progress_and_logs(capsys):
     np.testing.assert_allclose(clf.summary_["class_weights"], expected, rtol=1e-6)
 
 
+def test_scan_class_weight_balances_over_the_scans_own_shares(scan, split, tmp_path):
+    """class_weight="scan": the unweighted model, its probabilities divided by the scan's class shares
+    (its own mean probabilities over the scan) and renormalised; kept in the checkpoint."""
+    from al4dstem.models.trained import TrainedNetwork
+
+    data, _ = scan
+    pos, y, pool, _ = split
+    with torch_threads(1):
+        plain = classifier(dataset=data, epochs=8, class_weight=None).fit(pos, y)
+        shifted = classifier(dataset=data, epochs=8, class_weight="scan").fit(pos, y)
+    shares = plain.predict_proba(all_positions()).mean(axis=0)  # 64 positions: the grid is all of them
+    assert not np.allclose(shares, 1 / 3, atol=0.02)  # a scan whose classes are not equal in number
+    expected = plain.predict_proba(pool) / shares
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(shifted.predict_proba(pool), expected, atol=2e-5)
+    record = shifted.summary_["class_shares"]
+    assert record["positions"] == SCAN * SCAN
+    np.testing.assert_allclose(list(record["shares"].values()), shares, atol=1e-4)
+    shifted.save(tmp_path / "m.pt")
+    light = TrainedNetwork.load(tmp_path / "m.pt")
+    probs, ok = light.classify(data[pool[:, 1], pool[:, 0]])
+    assert ok.all()
+    np.testing.assert_allclose(probs, expected, atol=2e-5)  # what predict and every engine apply
+    again = CNNClassifier.load(tmp_path / "m.pt", dataset=data)
+    assert again.class_weight == "scan"
+    np.testing.assert_allclose(again.predict_proba(pool), expected, atol=2e-5)
+    # balancing again on the same scan gives the same offsets (the estimate starts from none)
+    before = list(shifted.network_.config["class_bias"])
+    shifted.balance_to_scans([data])
+    np.testing.assert_allclose(shifted.network_.config["class_bias"], before, atol=1e-5)
+
+
+def test_scan_class_weight_needs_the_scan():
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    with pytest.raises(Al4dstemError, match="class shares of the scan"):
+        classifier(class_weight="scan").fit(make_patterns(y), y)
+    with pytest.raises(Al4dstemError, match="balanced, scan or none"):
+        classifier(class_weight="inverse").fit(make_patterns(y), y)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 5000))
+def test_share_grid_covers_the_scan_within_the_limit(rows, cols, most):
+    from al4dstem.models.classifier import share_grid
+
+    grid = share_grid((rows, cols), most)
+    assert 1 <= len(grid) <= min(most, rows * cols)
+    assert grid[:, 0].min() >= 0 and grid[:, 0].max() < cols and grid[:, 1].min() >= 0 and grid[:, 1].max() < rows
+    assert len(np.unique(grid, axis=0)) == len(grid)
+    if rows * cols <= most:
+        assert len(grid) == rows * cols
+
+
 def test_fit_refuses_bad_labels():
     x = make_patterns([0] * 6)
     with pytest.raises(Al4dstemError, match="at least 2 classes, got 6 none"):

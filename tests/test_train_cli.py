@@ -53,14 +53,18 @@ def test_train_writes_a_model_that_predicts(files):
 def test_class_weight_none_counts_each_label_once(files):
     """Labels from uncertainty sampling are mostly walls: --class-weight none does not reweigh them."""
     d, _ = files
-    for mode, stored in (("none", None), ("balanced", "balanced")):
+    for mode, stored in (("none", None), ("balanced", "balanced"), ("scan", "scan")):
         p = run("train", d / "data.npy", "--labels", d / "labels.csv", "--out", d / f"cw-{mode}.pt", "--epochs", "2",
                 "--network", "default", "--class-weight", mode)
         assert p.returncode == 0, p.stderr
         model = CNNClassifier.load(d / f"cw-{mode}.pt", dataset=d / "data.npy")
         assert model.class_weight == stored
         weights = model.summary_["class_weights"]
-        assert (weights == [1.0, 1.0, 1.0]) == (mode == "none"), weights  # the labels' classes are not equal in number
+        # the labels' classes are not equal in number: only balanced weighs them
+        assert (weights == [1.0, 1.0, 1.0]) == (mode != "balanced"), weights
+        bias = model.network_.config.get("class_bias")
+        assert (bias is not None) == (mode == "scan"), bias  # scan: unweighted, then offset by the scan's shares
+        assert ("class shares in the scan, estimated on 48 positions" in p.stdout) == (mode == "scan"), p.stdout
 
 
 def test_default_network_is_auto(files):

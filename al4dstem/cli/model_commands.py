@@ -38,10 +38,12 @@ def train(
                                               "that agree under the physics-aware augmentation); about twice as "
                                               "long."),
     class_weight: str = typer.Option("balanced", "--class-weight",
-                                     help="balanced (each class weighs the same in the loss, so the few wall "
-                                          "labels of a grid or random sample count) or none (each label counts "
-                                          "once: better for labels chosen by uncertainty sampling, which are "
-                                          "mostly walls)."),
+                                     help="balanced (each class weighs the same in the loss, by the label "
+                                          "counts: right for grid or random labels), scan (each label counts "
+                                          "once, then the classes are balanced by their shares in the scan, "
+                                          "estimated by the model: right whatever the sampler, e.g. uncertainty "
+                                          "sampling, whose labels are mostly walls) or none (each label counts "
+                                          "once)."),
     init: Path | None = typer.Option(None, "--init", metavar="MODEL.pt",
                                      help="CNNs: start from this model file's weights (e.g. from `al4dstem "
                                           "pretrain`: a CNN pre-trained on simulated patterns) and fine-tune them on "
@@ -65,8 +67,8 @@ def train(
     check_at_least(epochs, 1, "--epochs")
     check_at_least(threads, 1, "--threads")
     check_seed(seed)
-    if class_weight not in ("balanced", "none"):
-        raise Al4dstemError(f"--class-weight must be balanced or none, got {class_weight!r}")
+    if class_weight not in ("balanced", "scan", "none"):
+        raise Al4dstemError(f"--class-weight must be balanced, scan or none, got {class_weight!r}")
     # refuse before minutes of training, not after; and never write the model over what it learns from
     check_outputs(writes={"--out": out_path}, reads={"data file": data, "--labels": labels,
                                                      "--init": init})
@@ -87,7 +89,7 @@ def train(
     clf = CNNClassifier(network=network, dataset=ds, epochs=epochs, n_threads=threads, random_state=seed,
                         verbose=verbose, neighbourhood=neighbourhood, orientation=orientation,
                         semi_supervised=semi_supervised, init=init, device=device,
-                        class_weight=None if class_weight == "none" else "balanced")
+                        class_weight=None if class_weight == "none" else class_weight)
     import warnings
 
     from al4dstem.models.selection import selection_table
@@ -96,6 +98,8 @@ def train(
     with epochs_bar() as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)  # printed below as one line
         clf.fit(inputs, classes, progress=progress)
+    if class_weight == "scan" and len(datasets) > 1:
+        clf.balance_to_scans(datasets)  # fit estimated the shares of the first scan only
     clf.save(out_path)
     _record_training(out_path, datasets, labels, found)
     s = clf.summary_
@@ -112,6 +116,10 @@ def train(
         detail = "fitted by scikit-learn"
     out.print(f"trained the {kept} network on {s['n_labels']} labels ({counts}): {detail}; {s['seconds']:.1f} s; "
               f"saved {out_path}", highlight=False, soft_wrap=True)
+    if s.get("class_shares"):
+        shares = ", ".join(f"{name} {share:.3f}" for name, share in s["class_shares"]["shares"].items())
+        out.print(f"class shares in the scan, estimated on {s['class_shares']['positions']} positions: {shares}; the "
+                  f"classes count equally over them (--class-weight scan)", highlight=False, soft_wrap=True)
     if s.get("initial_weights"):
         out.print(f"fine-tuned from the weights of {s['initial_weights']}", highlight=False, soft_wrap=True)
     semi = s.get("semi_supervised")

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from al4dstem.labels import CLASSES
+from al4dstem.models.networks import set_class_bias
 
 N_CLASSES = len(CLASSES)
 N_GHOST_FEATURES = N_CLASSES  # ghost / Bragg excess for each class's ghost family
@@ -70,7 +71,8 @@ class _Standardise(nn.Module):
 class GhostFeatureNet(nn.Module):
     """Logistic regression on the ghost / Bragg intensity ratios read through fixed detector masks."""
 
-    def __init__(self, input_size: int = 128, temperature: float = 1.0, lattice: dict | None = None):
+    def __init__(self, input_size: int = 128, temperature: float = 1.0, lattice: dict | None = None,
+                 class_bias=None):
         super().__init__()
         if input_size < 4:
             raise ValueError(f"the ghost model needs an input of at least 4 pixels, got {input_size}")
@@ -80,6 +82,7 @@ class GhostFeatureNet(nn.Module):
         self.register_buffer("masks", torch.zeros(N_MASKS, int(input_size), int(input_size)))
         self.standardise = _Standardise(N_GHOST_FEATURES)
         self.linear = nn.Linear(N_GHOST_FEATURES, N_CLASSES)
+        set_class_bias(self, class_bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(n, 3)`` ghost / Bragg excess ratios, class order (none's column: the diagonal ghosts)."""
@@ -88,13 +91,13 @@ class GhostFeatureNet(nn.Module):
         return sums[:, :N_GHOST_FEATURES] / bragg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.standardise(self.features(x))) / self.temperature
+        return self.linear(self.standardise(self.features(x))) / self.temperature + self.class_bias
 
 
 class LinearNet(nn.Module):
     """Softmax regression on standardised pixels."""
 
-    def __init__(self, input_size: int = 32, temperature: float = 1.0):
+    def __init__(self, input_size: int = 32, temperature: float = 1.0, class_bias=None):
         super().__init__()
         if input_size < 4:
             raise ValueError(f"the softmax model needs an input of at least 4 pixels, got {input_size}")
@@ -103,9 +106,10 @@ class LinearNet(nn.Module):
         n = int(input_size) ** 2
         self.standardise = _Standardise(n)
         self.linear = nn.Linear(n, N_CLASSES)
+        set_class_bias(self, class_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.standardise(x.reshape(len(x), -1))) / self.temperature
+        return self.linear(self.standardise(x.reshape(len(x), -1))) / self.temperature + self.class_bias
 
 
 class KNNNet(nn.Module):
@@ -116,7 +120,7 @@ class KNNNet(nn.Module):
     """
 
     def __init__(self, input_size: int = 32, n_components: int = KNN_COMPONENTS, n_train: int = KNN_NEIGHBOURS,
-                 k: int = KNN_NEIGHBOURS, temperature: float = 1.0):
+                 k: int = KNN_NEIGHBOURS, temperature: float = 1.0, class_bias=None):
         super().__init__()
         n = int(input_size) ** 2
         if input_size < 4 or not 1 <= int(n_components) <= n or not 1 <= int(n_train) <= 1_000_000 \
@@ -131,6 +135,7 @@ class KNNNet(nn.Module):
         self.register_buffer("pca_mean", torch.zeros(n))
         self.register_buffer("memory", torch.zeros(int(n_train), int(n_components)))
         self.register_buffer("targets", torch.zeros(int(n_train), N_CLASSES))
+        set_class_bias(self, class_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = (self.standardise(x.reshape(len(x), -1)) - self.pca_mean) @ self.components.T
@@ -140,7 +145,7 @@ class KNNNet(nn.Module):
         votes = (w[..., None] * self.targets[idx]).sum(1)
         share = votes / votes.sum(1, keepdim=True).clamp(min=_EPS)
         k = self.config["k"]
-        return torch.log((k * share + 0.5) / (k + 0.5 * N_CLASSES)) / self.temperature
+        return torch.log((k * share + 0.5) / (k + 0.5 * N_CLASSES)) / self.temperature + self.class_bias
 
 
 def _plain_lattice(lattice) -> dict | None:

@@ -207,8 +207,8 @@ def _check_optional(payload: dict) -> None:
     _int("params patience", params.get("patience"), 1, 1_000_000, none=True)
     if not isinstance(params.get("augment", True), bool):
         raise ValueError(f"params augment is {params['augment']!r}, expected true or false")
-    if params.get("class_weight") not in (None, "balanced"):
-        raise ValueError(f"params class_weight is {params['class_weight']!r}, expected 'balanced' or None")
+    if params.get("class_weight") not in (None, "balanced", "scan"):
+        raise ValueError(f"params class_weight is {params['class_weight']!r}, expected 'balanced', 'scan' or None")
     _int("params random_state", params.get("random_state"), 0, MAX_SEED, none=True)
     _kind("training", payload.get("training", {}), dict)
     history = payload.get("history", [])

@@ -41,6 +41,7 @@ from al4dstem.models.networks import (
     LEARNING_RATES,
     build_network,
     network_config,
+    set_class_bias,
     set_temperature,
 )
 from al4dstem.models.trained import TrainedNetwork, check_detector
@@ -62,6 +63,9 @@ _STORED_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "aug
                   "keep", "semi_supervised")
 SYMMETRY_CHOICES = ("lattice", "rotations", "aligned")
 ORIENTATIONS = ("detector", "canonical")
+CLASS_WEIGHTS = ("balanced", "scan", "none", None)
+SHARE_POSITIONS = 4096  # positions per scan (a regular grid) whose probabilities estimate its class shares
+MIN_SHARE = 1e-3  # a class the model hardly sees is offset as if it held 0.1 % of the scan
 HELDOUT_FOLDS = 5  # folds of the baselines' own cross-validation (held-out logits for the temperature)
 _LATTICES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # dataset -> (mean pattern, lattice)
 
@@ -102,6 +106,20 @@ def torch_threads(n: int | None):
             torch.set_num_threads(old)
 
 
+def share_grid(scan_shape, most: int) -> np.ndarray:
+    """``(m, 2)`` positions (x, y) on a regular grid over the scan, every position when it has at most
+    ``most``; a grid, not a random draw, so that domains count by their area and chunked files are read
+    along rows."""
+    rows, cols = (int(v) for v in scan_shape)
+    most = max(1, int(most))
+    step = max(1, int(np.ceil(np.sqrt(rows * cols / most))))
+    while -(-rows // step) * -(-cols // step) > most:  # a long narrow scan: the square root undercounts
+        step += 1
+    half = (step - 1) // 2  # centred in each step, yet never past a short side
+    ys, xs = np.mgrid[min(half, rows - 1):rows:step, min(half, cols - 1):cols:step]
+    return np.column_stack([xs.ravel(), ys.ravel()]).astype(np.int64)
+
+
 def _describe(positions: np.ndarray, limit: int = 5) -> str:
     shown = "; ".join(f"x={x}, y={y}" for x, y in positions[:limit])
     more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
@@ -128,7 +146,12 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
     patience : epochs without validation progress before stopping early (None: a quarter of
         the epochs, at least 25).
     augment : physics-aware augmentation (symmetries with label swap, intensity, shifts).
-    class_weight : "balanced" or None.
+    class_weight : "balanced" (each class weighs the same in the loss, by the label counts), None
+        (each label counts once) or "scan": trained as None, then the logits are offset so that the
+        classes count equally over the scan's own class shares, estimated by the model
+        (``balance_to_scans``). "balanced" suits labels drawn in the scan's proportions (grid,
+        random); the labels of uncertainty sampling are mostly walls, and balancing by their
+        counts then weighs the walls down; "scan" does not depend on the label mix.
     n_threads : torch threads while fitting and predicting (None: ``engines.local.default_threads``,
         one thread on a machine of two cores or fewer: these networks are too small to gain from
         more, and on shared cores OpenMP threads waiting for each other made training 18 times
@@ -324,6 +347,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         if self.network not in CHOICES:
             raise Al4dstemError(f"unknown network {self.network!r} (one of {', '.join(CHOICES)})")
         self._check_params()
+        if self.class_weight == "scan" and self.dataset is None:
+            raise Al4dstemError('class_weight="scan" estimates the class shares of the scan: pass dataset=...')
         shape = self._dataset().detector_shape if kind == "positions" else arr.shape[1:]
         self._check_finite(kind, arr)
         learned = {k: v for k, v in vars(self).items() if k.endswith("_") or k == "_fast"}
@@ -346,6 +371,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
                         fit_semi_supervised(self, arr, y, x, counts, mean, lattice, progress)
                     else:
                         self._fit_arrays(x, y, counts, mean, lattice, progress, calibrate=bool(self.calibrate))
+                if self.class_weight == "scan":
+                    self.balance_to_scans()
         except BaseException:
             self._restore(learned)  # a refused or interrupted fit leaves a trained model as it was
             raise
@@ -452,6 +479,46 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
 
         initial_weights(self.init, self.network_name_, self.network_)
 
+    def balance_to_scans(self, datasets=None) -> dict:
+        """Offset the logits so the classes count equally over the scans' own class shares.
+
+        The shares are the model's mean probabilities over a regular grid of at most
+        ``SHARE_POSITIONS`` positions per scan (``datasets``; None: the classifier's own), with the
+        offset at zero; the offsets are ``-log(share)``, centred. A model fitted without class
+        weights on labels chosen by position (any sampler: it picks positions, never classes)
+        estimates the class probabilities under the scan's class mix; the offsets turn them into
+        those under equal shares, which is what "balanced" weighting aims at with the label counts.
+        Returns the record also kept in ``summary_["class_shares"]``.
+        """
+        from al4dstem.models.neighbourhood import pooled
+
+        self._check_fitted()
+        set_class_bias(self.network_, None)
+        self._fast = None
+        datasets = [self._dataset()] if datasets is None else [open_dataset(d) for d in datasets]
+        light = self.trained_network()
+        total, n = np.zeros(N_CLASSES), 0
+        with torch_threads(self._threads()):
+            for ds in datasets:
+                source = pooled(ds, getattr(self, "neighbourhood_", 1))
+                positions = share_grid(ds.scan_shape, SHARE_POSITIONS)
+                for i in range(0, len(positions), CHUNK):
+                    probs, ok = light.classify(source.get(positions[i:i + CHUNK]))
+                    total += probs[ok].sum(axis=0)
+                    n += int(ok.sum())
+        if n == 0:
+            raise Al4dstemError("no classifiable pattern to estimate the scan's class shares from")
+        shares = np.maximum(total / n, MIN_SHARE)
+        shares /= shares.sum()
+        bias = -np.log(shares)
+        bias -= bias.mean()
+        set_class_bias(self.network_, bias.tolist())
+        self._fast = None
+        record = {"shares": dict(zip(CLASSES, shares.round(4).tolist(), strict=True)), "positions": n,
+                  "bias": bias.round(4).tolist()}
+        self.summary_ = {**getattr(self, "summary_", {}), "class_shares": record}
+        return record
+
     def set_calibration(self, logits: np.ndarray, y: np.ndarray) -> dict:
         """Fit the temperature on held-out ``logits`` (at temperature 1) and classes ``y``; records the
         ECE before and after in ``summary_["calibration"]``."""
@@ -504,8 +571,10 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
 
         net = self.network_.eval()
         t = getattr(net, "temperature", 1.0) if not temperature else 1.0
+        bias = getattr(net, "class_bias", None)
+        bias = np.zeros(N_CLASSES, np.float32) if temperature or bias is None else bias.cpu().numpy()
         with torch.inference_mode():
-            out = [net(torch.from_numpy(self._inputs(x[i:i + CHUNK]))[:, None]).numpy() * t
+            out = [(net(torch.from_numpy(self._inputs(x[i:i + CHUNK]))[:, None]).numpy() - bias) * t
                    for i in range(0, len(x), CHUNK)]
         return np.concatenate(out) if out else np.empty((0, N_CLASSES), np.float32)
 
@@ -557,6 +626,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
             network = "default" if self.network == "auto" else self.network
             if network in CNN_NETWORKS:
                 initial_weights(self.init, network)
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise Al4dstemError(f"unknown class weighting {self.class_weight!r} (balanced, scan or none)")
         for name, value, choices in (("symmetries", self.symmetries, SYMMETRY_CHOICES),
                                      ("orientation", self.orientation, ORIENTATIONS),
                                      ("schedule", self.schedule, SCHEDULES), ("keep", self.keep, KEEPS)):
@@ -606,7 +677,8 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         from a checkpoint, so both classify with the same code. Rebuilt when the weights or the
         temperature change."""
         self._check_fitted()
-        state = (float(getattr(self.network_, "temperature", 1.0)), self.preprocessing_, tuple(self.detector_shape_))
+        state = (float(getattr(self.network_, "temperature", 1.0)), self.network_.config.get("class_bias"),
+                 self.preprocessing_, tuple(self.detector_shape_))
         cached = getattr(self, "_fast", None)
         if cached is None or cached[0] is not self.network_ or cached[1] != state:
             light = TrainedNetwork(self.network_name_, self.network_, self.preprocessing_, self.detector_shape_, {})

@@ -22,7 +22,10 @@ virtual dark-field intensities at the ghost positions of the scan's lattice). Th
 from scikit-learn, not from gradient descent.
 
 Every network takes ``temperature`` (default 1): its logits are divided by it, which calibrates
-the probabilities (``al4dstem.models.calibration``) without changing any prediction.
+the probabilities (``al4dstem.models.calibration``) without changing any prediction. And
+``class_bias`` (default None: zeros): three numbers added to the logits after that, the offsets
+``-log(share)`` by which ``class_weight="scan"`` makes the classes count equally over a scan's
+estimated class shares (``CNNClassifier.balance_to_scans``).
 
 The CNNs take ``orient`` (default None): ``{"rotation": degrees, "centre": [x, y]}`` of the scan's
 lattice on the input grid. Their first step (``Canonical``) then resamples every input so that the
@@ -82,6 +85,33 @@ class Canonical(nn.Module):
         return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _class_bias(value) -> list[float] | None:
+    """Three finite logit offsets within +-20 (a share of 2e-9), or None."""
+    if value is None:
+        return None
+    try:
+        bias = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValueError(f"class_bias must be {N_CLASSES} numbers, got {value!r}") from None
+    if len(bias) != N_CLASSES or not all(math.isfinite(b) and abs(b) <= 20 for b in bias):
+        raise ValueError(f"class_bias must be {N_CLASSES} finite numbers within +-20, got {value!r}")
+    return bias
+
+
+def set_class_bias(net: nn.Module, class_bias) -> None:
+    """Make ``net`` add ``class_bias`` (None: nothing) to its logits after the temperature; kept in its
+    config, so checkpoints and every engine apply it. A buffer, not a weight: it follows the config."""
+    import torch
+
+    bias = _class_bias(class_bias)
+    values = torch.tensor(bias if bias is not None else [0.0] * N_CLASSES, dtype=torch.float32)
+    net.register_buffer("class_bias", values, persistent=False)
+    if bias is None:
+        net.config.pop("class_bias", None)
+    else:
+        net.config["class_bias"] = bias
+
+
 def _orient(orient) -> dict | None:
     if orient is None:
         return None
@@ -112,7 +142,8 @@ def canonical_grid(size: int, orient: dict) -> torch.Tensor:
 class PaperNet(nn.Module):
     """The paper's three-layer CNN (Fig. 4); ``input_size`` must be a multiple of 8."""
 
-    def __init__(self, input_size: int = 256, temperature: float = 1.0, orient: dict | None = None):
+    def __init__(self, input_size: int = 256, temperature: float = 1.0, orient: dict | None = None,
+                 class_bias=None):
         super().__init__()
         if input_size < 8 or input_size % 8:
             raise ValueError(f"the paper network needs an input size that is a multiple of 8, got {input_size}")
@@ -131,13 +162,14 @@ class PaperNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(inplace=True), nn.Linear(128, N_CLASSES)
         )
+        set_class_bias(self, class_bias)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (at temperature 1) of inputs already in canonical orientation."""
         return self.classifier(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.canonical(x)) / self.temperature
+        return self.classify(self.canonical(x)) / self.temperature + self.class_bias
 
 
 class GlobalPool(nn.Module):
@@ -159,7 +191,7 @@ class DomainNet(nn.Module):
     """
 
     def __init__(self, input_size: int = 64, widths=(8, 16, 32, 64), dropout: float = 0.2,
-                 temperature: float = 1.0, orient: dict | None = None):
+                 temperature: float = 1.0, orient: dict | None = None, class_bias=None):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if input_size < 2 ** len(widths):
@@ -177,13 +209,14 @@ class DomainNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = GlobalPool()
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * widths[-1], N_CLASSES))
+        set_class_bias(self, class_bias)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (at temperature 1) of inputs already in canonical orientation."""
         return self.head(self.pool(self.features(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.canonical(x)) / self.temperature
+        return self.classify(self.canonical(x)) / self.temperature + self.class_bias
 
 
 def set_temperature(net: nn.Module, temperature: float) -> None:

@@ -194,10 +194,10 @@ def class_weights(y_train: np.ndarray, mode: str | None, symmetric: bool) -> np.
     counts = np.bincount(np.asarray(y_train), minlength=len(CLASSES)).astype(float)
     if symmetric:
         counts = (counts + counts[SWAP]) / 2
-    if mode is None or mode == "none":
+    if mode in (None, "none", "scan"):  # "scan": unweighted, then offset by the scan's shares (classifier)
         return np.ones(len(CLASSES), np.float32)
     if mode != "balanced":
-        raise Al4dstemError(f"unknown class weighting {mode!r} (balanced or none)")
+        raise Al4dstemError(f"unknown class weighting {mode!r} (balanced, scan or none)")
     present = counts > 0
     w = np.zeros(len(CLASSES))
     w[present] = counts.sum() / (present.sum() * counts[present])
