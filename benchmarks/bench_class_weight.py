@@ -41,20 +41,24 @@ WEIGHTINGS = ("balanced", "none", "scan")
 
 
 def run(scenario: str, sampler: str, seed: int, budgets: tuple[int, ...], detector: int = 64,
-        weightings: tuple[str, ...] = WEIGHTINGS) -> dict:
-    """Label with ``sampler`` up to ``max(budgets)``; score each weighting at each budget."""
+        weightings: tuple[str, ...] = WEIGHTINGS, smoke: bool = False) -> dict:
+    """Label with ``sampler`` up to ``max(budgets)``; score each weighting at each budget.
+
+    ``smoke``: the benchmarks' tiny scan and 2 epochs per fit (the tests run it so the script cannot rot)."""
     import torch
 
     from al4dstem.models import CNNClassifier
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    spec = bm.JobSpec(scenario, seed, (sampler,), budgets, "default", detector, "truth", baselines=False)
+    spec = bm.JobSpec(scenario, seed, (sampler,), budgets, "default", detector, "truth", baselines=False,
+                      smoke=smoke)
     setting = bm.job_setting(spec)
     scan, test = setting.scan, setting.test
 
     def fit(positions, classes, network="default", class_weight="balanced"):
         model = CNNClassifier(network=network, dataset=setting.dataset, random_state=seed, n_threads=1,
+                              epochs=2 if smoke else None,
                               class_weight=None if class_weight == "none" else class_weight)
         return model.fit(positions, classes)
 
@@ -118,12 +122,13 @@ def report(record: dict) -> str:
     prov = record["provenance"]
     lines = ["# Class weighting against the label mix", "",
              "Each sampler's labels (the learning curves' own loop, default CNN in the loop, perfect oracle) refitted "
-             "with each class weighting of `al4dstem train --class-weight`: `balanced` (the default; each class "
-             "weighs the same, by the label counts), `none` (each label once), `scan` (each label once, then the "
-             "logits offset by the scan's own class shares as the model estimates them, so the classes count "
-             "equally over the scan). Test set: 1,000 held-out positions. Grid-midpoint is one run towards the "
+             "with each class weighting of `al4dstem train --class-weight`: `balanced` (`CNNClassifier`'s default; "
+             "each class weighs the same, by the label counts), `none` (each label once), `scan` (`train`'s "
+             "default: each label once, then the logits offset by the scan's own class shares as the model "
+             "estimates them, so the classes count equally over the scan). Test set: 1,000 held-out positions. "
+             "Grid-midpoint is one run towards the "
              "largest budget, which stops short when its grid is done (its row is then its last label count).", "",
-             bm.provenance_markdown(prov), ""]
+             bm.provenance_markdown(prov), ""] + [f"Note: {note}" for note in record.get("notes", [])] + [""]
     samplers = list(dict.fromkeys(j["sampler"] for j in jobs))
     for which, title in ((0, "the smallest budget"), (-1, "the largest budget")):
         lines += [f"## At {title}", "", "Range over the jobs (mean). Last column: jobs where `scan` is at least as "
@@ -170,6 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", nargs="+", type=int, default=[50, 250])
     ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=WEIGHTINGS)
     ap.add_argument("--jobs", type=int, default=1, help="processes (each job runs on one thread)")
+    ap.add_argument("--smoke", action="store_true", help="tiny scan, 2 epochs per fit (a test of the script)")
     ap.add_argument("--report-only", action="store_true", help="only write --out's markdown report (.md beside it)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "class-weight.json")
     args = ap.parse_args(argv)
@@ -177,7 +183,7 @@ def main(argv=None) -> int:
         args.out.with_suffix(".md").write_text(report(json.loads(args.out.read_text())))
         print(f"written: {args.out.with_suffix('.md')}")
         return 0
-    tasks = [(scenario, sampler, seed, tuple(sorted(args.budgets)), 64, tuple(args.weightings))
+    tasks = [(scenario, sampler, seed, tuple(sorted(args.budgets)), 64, tuple(args.weightings), args.smoke)
              for scenario in args.scenarios for sampler in args.samplers for seed in args.seeds]
     record = {"provenance": bm.provenance(vars(args) | {"out": str(args.out)}, 2027), "jobs": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)

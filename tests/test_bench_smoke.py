@@ -83,6 +83,23 @@ def test_curves_smoke_reports_aulc_speedup_and_baselines(tmp_path):
     assert "AULC" in text and "Grid-midpoint minus random" in text
 
 
+def test_class_weight_smoke_scores_every_weighting(tmp_path):
+    out = tmp_path / "cw.json"
+    p = run_script("bench_class_weight.py", "--scenarios", "stripes", "--samplers", "random", "--seeds", "3",
+                   "--budgets", "12", "24", "--out", out)
+    job = json.loads(out.read_text())["jobs"][0]
+    assert (job["scenario"], job["sampler"], job["seed"]) == ("stripes", "random", 3)
+    assert sorted(job["budgets"], key=int) == ["12", "24"]
+    for n, entry in job["budgets"].items():
+        assert sum(entry["label_counts"]) == int(n)
+        for key in ("balanced", "None", "scan"):  # every weighting fitted and scored (2 epochs: scores are noise)
+            assert {"accuracy", "balanced_accuracy", "none_recall", "none_f1"} <= set(entry[key]), (key, entry[key])
+        assert sum(entry["scan_estimate"]) == pytest.approx(1.0, abs=1e-3)
+    report = out.with_suffix(".md").read_text()
+    assert "| stripes | random | 3 | 24 |" in report and "balanced / none / scan" in report
+    assert "stripes random seed 3 24 labels" in p.stdout
+
+
 @settings(max_examples=30, deadline=None)
 @given(master=st.integers(0, 2**32 - 1), n=st.integers(0, 25), more=st.integers(0, 10))
 def test_a_longer_seed_list_starts_with_a_shorter_one(master, n, more):

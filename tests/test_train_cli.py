@@ -45,6 +45,9 @@ def test_train_writes_a_model_that_predicts(files):
     counts = np.bincount(labelled, minlength=3).tolist()
     assert model.label_counts_ == dict(zip(("none", "vertical", "horizontal"), counts, strict=True))
     assert 1 <= model.summary_["epochs_run"] <= 40
+    # the default class weighting: unweighted, then balanced over the scan's own class shares
+    assert model.class_weight == "scan" and len(model.network_.config["class_bias"]) == 3
+    assert "class shares in the scan, estimated on 48 positions" in p.stdout
     positions = np.array([(x, y) for y in range(ROWS) for x in range(COLS)])
     accuracy = (model.predict(positions) == truth[positions[:, 1], positions[:, 0]]).mean()
     assert accuracy >= 0.9

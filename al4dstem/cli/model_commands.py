@@ -37,13 +37,12 @@ def train(
                                          help="CNNs: also learn from the scan's unlabelled patterns (pseudo-labels "
                                               "that agree under the physics-aware augmentation); about twice as "
                                               "long."),
-    class_weight: str = typer.Option("balanced", "--class-weight",
-                                     help="balanced (each class weighs the same in the loss, by the label "
-                                          "counts: right for grid or random labels), scan (each label counts "
-                                          "once, then the classes are balanced by their shares in the scan, "
-                                          "estimated by the model: right whatever the sampler, e.g. uncertainty "
-                                          "sampling, whose labels are mostly walls) or none (each label counts "
-                                          "once)."),
+    class_weight: str = typer.Option("scan", "--class-weight",
+                                     help="scan (default: each label counts once, then the classes count equally "
+                                          "over their shares in the scan, as the model estimates them: right "
+                                          "whatever sampler chose the labels), balanced (each class weighs the "
+                                          "same in the loss, by the label counts: wrong for uncertainty sampling, "
+                                          "whose labels are mostly walls) or none (each label counts once)."),
     init: Path | None = typer.Option(None, "--init", metavar="MODEL.pt",
                                      help="CNNs: start from this model file's weights (e.g. from `al4dstem "
                                           "pretrain`: a CNN pre-trained on simulated patterns) and fine-tune them on "
