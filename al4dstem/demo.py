@@ -92,7 +92,7 @@ def run_demo(out_dir="al4dstem-demo", seed: int = 0, budget: int = 50, geometry:
     say(f"labelled {len(positions)} positions with the {sampler} sampler: {labels} ({lap('label'):.1f} s)")
 
     clf = CNNClassifier(network=network, dataset=dataset, epochs=epochs, n_threads=n_threads,
-                        preprocessing=preprocessing, random_state=seed)
+                        preprocessing=preprocessing, random_state=seed, class_weight="scan")  # as `train` does
     clf.fit(positions, classes)
     clf.save(model_path)
     say(f"trained the {network} network: {model_path} ({lap('train'):.1f} s)")
