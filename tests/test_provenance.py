@@ -90,6 +90,7 @@ def test_several_scans_provenance_and_calibration(tmp_path):
             "--epochs", "2")
     assert r.returncode == 0, r.stderr
     assert "on 40 labels" in r.stdout and "1 rows of" in r.stderr
+    assert "class shares in the scan, estimated on 40 positions" in r.stdout  # both scans, not the first alone
 
     r = run("info", model)
     assert r.returncode == 0, r.stderr
