@@ -41,10 +41,12 @@ WEIGHTINGS = ("balanced", "none", "scan")
 
 
 def run(scenario: str, sampler: str, seed: int, budgets: tuple[int, ...], detector: int = 64,
-        weightings: tuple[str, ...] = WEIGHTINGS, smoke: bool = False) -> dict:
+        weightings: tuple[str, ...] = WEIGHTINGS, smoke: bool = False, loop_weighting: str = "balanced") -> dict:
     """Label with ``sampler`` up to ``max(budgets)``; score each weighting at each budget.
 
-    ``smoke``: the benchmarks' tiny scan and 2 epochs per fit (the tests run it so the script cannot rot)."""
+    ``smoke``: the benchmarks' tiny scan and 2 epochs per fit (the tests run it so the script cannot rot).
+    ``loop_weighting``: the class weighting of the in-loop CNN, whose probabilities uncertainty sampling
+    ranks by (the curves' loop: balanced)."""
     import torch
 
     from al4dstem.models import CNNClassifier
@@ -56,7 +58,7 @@ def run(scenario: str, sampler: str, seed: int, budgets: tuple[int, ...], detect
     setting = bm.job_setting(spec)
     scan, test = setting.scan, setting.test
 
-    def fit(positions, classes, network="default", class_weight="balanced"):
+    def fit(positions, classes, network="default", class_weight=loop_weighting):
         model = CNNClassifier(network=network, dataset=setting.dataset, random_state=seed, n_threads=1,
                               epochs=2 if smoke else None,
                               class_weight=None if class_weight == "none" else class_weight)
@@ -70,7 +72,8 @@ def run(scenario: str, sampler: str, seed: int, budgets: tuple[int, ...], detect
 
     started = time.perf_counter()
     bm.active_learning_run(sampler, spec, scan, test, setting.oracle, budgets, fit, keep)
-    out = {"scenario": scenario, "sampler": sampler, "seed": seed, "label_seconds": time.perf_counter() - started,
+    out = {"scenario": scenario, "sampler": sampler, "seed": seed, "loop_weighting": loop_weighting,
+           "label_seconds": time.perf_counter() - started,
            "class_shares": (np.bincount(scan.truth.ravel(), minlength=3) / scan.truth.size).tolist(), "budgets": {}}
     for n, (positions, classes) in sorted(kept.items()):
         entry = out["budgets"][str(n)] = {"label_counts": np.bincount(classes, minlength=3).tolist()}
@@ -175,6 +178,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budgets", nargs="+", type=int, default=[50, 250])
     ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=WEIGHTINGS)
     ap.add_argument("--jobs", type=int, default=1, help="processes (each job runs on one thread)")
+    ap.add_argument("--loop-weighting", default="balanced", choices=WEIGHTINGS,
+                    help="class weighting of the in-loop CNN (uncertainty sampling ranks by its probabilities)")
     ap.add_argument("--smoke", action="store_true", help="tiny scan, 2 epochs per fit (a test of the script)")
     ap.add_argument("--report-only", action="store_true", help="only write --out's markdown report (.md beside it)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "class-weight.json")
@@ -183,7 +188,8 @@ def main(argv=None) -> int:
         args.out.with_suffix(".md").write_text(report(json.loads(args.out.read_text())))
         print(f"written: {args.out.with_suffix('.md')}")
         return 0
-    tasks = [(scenario, sampler, seed, tuple(sorted(args.budgets)), 64, tuple(args.weightings), args.smoke)
+    tasks = [(scenario, sampler, seed, tuple(sorted(args.budgets)), 64, tuple(args.weightings), args.smoke,
+              args.loop_weighting)
              for scenario in args.scenarios for sampler in args.samplers for seed in args.seeds]
     record = {"provenance": bm.provenance(vars(args) | {"out": str(args.out)}, 2027), "jobs": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -101,10 +101,10 @@ def _class_bias(value) -> list[float] | None:
 def set_class_bias(net: nn.Module, class_bias) -> None:
     """Make ``net`` add ``class_bias`` (None: nothing) to its logits after the temperature; kept in its
     config, so checkpoints and every engine apply it. A buffer, not a weight: it follows the config."""
-    import torch
-
     bias = _class_bias(class_bias)
-    values = torch.tensor(bias if bias is not None else [0.0] * N_CLASSES, dtype=torch.float32)
+    old = getattr(net, "class_bias", None)  # a network on a GPU keeps its offsets there
+    values = torch.tensor(bias if bias is not None else [0.0] * N_CLASSES, dtype=torch.float32,
+                          device=old.device if isinstance(old, torch.Tensor) else None)
     net.register_buffer("class_bias", values, persistent=False)
     if bias is None:
         net.config.pop("class_bias", None)
