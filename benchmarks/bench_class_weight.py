@@ -132,6 +132,9 @@ def report(record: dict) -> str:
              "Grid-midpoint is one run towards the "
              "largest budget, which stops short when its grid is done (its row is then its last label count).", "",
              bm.provenance_markdown(prov), ""] + [f"Note: {note}" for note in record.get("notes", [])] + [""]
+    loops = sorted({j.get("loop_weighting", "balanced") for j in jobs})
+    lines += [f"In-loop CNN (whose probabilities uncertainty sampling ranks by): class weighting {', '.join(loops)}.",
+              ""]
     samplers = list(dict.fromkeys(j["sampler"] for j in jobs))
     for which, title in ((0, "the smallest budget"), (-1, "the largest budget")):
         lines += [f"## At {title}", "", "Range over the jobs (mean). Last column: jobs where `scan` is at least as "
