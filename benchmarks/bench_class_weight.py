@@ -136,14 +136,16 @@ def report(record: dict) -> str:
     lines += [f"In-loop CNN (whose probabilities uncertainty sampling ranks by): class weighting {', '.join(loops)}.",
               ""]
     samplers = list(dict.fromkeys(j["sampler"] for j in jobs))
-    for which, title in ((0, "the smallest budget"), (-1, "the largest budget")):
+    n_budgets = min(len(j["budgets"]) for j in jobs)  # the k-th budget of every job (grid-midpoint may stop short)
+    for which in range(n_budgets):
+        title = "the largest budget" if which == n_budgets - 1 else f"budget {which + 1} of {n_budgets}"
         lines += [f"## At {title}", "", "Range over the jobs (mean). Last column: jobs where `scan` is at least as "
                   "good as `balanced` / as `none`, by balanced accuracy.", "",
                   "| sampler | labels | jobs | " + " | ".join(f"{label}: " + " / ".join(weightings)
                                                           for _, label in METRICS) + " | scan >= balanced / none |",
                   "|" + "---|" * (4 + len(METRICS))]
         for sampler in samplers:
-            entries = [sorted(j["budgets"].items(), key=lambda kv: int(kv[0]))[which] for j in jobs
+            entries = [sorted(j["budgets"].items(), key=lambda kv: int(kv[0]))[which - n_budgets] for j in jobs
                        if j["sampler"] == sampler]
             cells = []
             for metric, _ in METRICS:
