@@ -495,13 +495,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator, Model):
         self._check_fitted()
         set_class_bias(self.network_, None)
         self._fast = None
-        datasets = [self._dataset()] if datasets is None else [open_dataset(d) for d in datasets]
+        size = getattr(self, "neighbourhood_", 1)
+        sources = [self._source()] if datasets is None else [pooled(open_dataset(d), size) for d in datasets]
         light = self.trained_network()
         total, n = np.zeros(N_CLASSES), 0
         with torch_threads(self._threads()):
-            for ds in datasets:
-                source = pooled(ds, getattr(self, "neighbourhood_", 1))
-                positions = share_grid(ds.scan_shape, SHARE_POSITIONS)
+            for source in sources:  # each scan as the model sees it (pooled over its neighbourhood)
+                positions = share_grid(source.scan_shape, SHARE_POSITIONS)
                 for i in range(0, len(positions), CHUNK):
                     probs, ok = light.classify(source.get(positions[i:i + CHUNK]))
                     total += probs[ok].sum(axis=0)
